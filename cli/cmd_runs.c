@@ -1,0 +1,8 @@
+/* cmd_runs.c — placeholder until its issue lands (owned by the helper implementing it). */
+#include "cli.h"
+
+int v3_cmd_runs(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return v3_cli_fail("runs", "not implemented yet");
+}

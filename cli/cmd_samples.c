@@ -1,0 +1,8 @@
+/* cmd_samples.c — placeholder until its issue lands (owned by the helper implementing it). */
+#include "cli.h"
+
+int v3_cmd_samples(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return v3_cli_fail("samples", "not implemented yet");
+}

@@ -1,0 +1,44 @@
+/* params.h — the parameter table: every tensor of a DeepSeek-V3 model under its Hugging Face name,
+ * with shape, in a fixed order. Loading, saving, initialisation, the optimiser and the model all
+ * iterate this one table, so names never drift between them. */
+#ifndef V3_PARAMS_H
+#define V3_PARAMS_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+typedef enum v3_param_kind {
+    V3_PK_EMBED,     /* model.embed_tokens.weight */
+    V3_PK_HEAD,      /* lm_head.weight */
+    V3_PK_NORM,      /* any *norm*.weight: RMSNorm gains, no weight decay, init 1 */
+    V3_PK_LINEAR,    /* projection weights [out, in] */
+    V3_PK_ROUTER,    /* mlp.gate.weight [E, d] */
+    V3_PK_BIAS,      /* mlp.gate.e_score_correction_bias [E]: not trained by gradients, init 0 */
+} v3_param_kind;
+
+typedef struct v3_param_info {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    int64_t numel;
+    int64_t offset;   /* element offset in one contiguous parameter buffer (table order) */
+    v3_param_kind kind;
+    int layer;        /* decoder layer index, -1 for top-level tensors */
+    int expert;       /* routed expert index, -1 otherwise */
+} v3_param_info;
+
+typedef struct v3_param_table {
+    v3_param_info *p;
+    int n;
+    int64_t total;    /* Σ numel */
+} v3_param_table;
+
+/* Builds the table. with_mtp adds model.layers.{n_layer..n_layer+D-1}.* (enorm, hnorm, eh_proj,
+ * embed_tokens, shared_head.{norm,head} and a MoE decoder layer), as the released checkpoints. */
+int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err *err);
+void v3_params_free(v3_param_table *t);
+/* Index of a name, or -1. */
+int v3_params_find(const v3_param_table *t, const char *name);
+
+#endif

@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-static const char *const names[V3_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3", "I32", "I64", "U8"};
-static const int sizes[V3_DTYPE_COUNT] = {4, 2, 2, 1, 4, 8, 1};
+static const char *const names[V3_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3", "I32", "I64", "U8", "BOOL"};
+static const int sizes[V3_DTYPE_COUNT] = {4, 2, 2, 1, 4, 8, 1, 1};
 
 int v3_dtype_from_name(const char *name) {
     for (int i = 0; i < V3_DTYPE_COUNT; i++)

@@ -15,10 +15,11 @@ typedef enum v3_dtype {
     V3_I32,
     V3_I64,
     V3_U8,
+    V3_BOOL,   /* one byte per element, 0 or 1 */
     V3_DTYPE_COUNT
 } v3_dtype;
 
-/* safetensors spelling ("F32", "BF16", "F16", "F8_E4M3", "I32", "I64", "U8"); -1 if unknown. */
+/* safetensors spelling ("F32", "BF16", "F16", "F8_E4M3", "I32", "I64", "U8", "BOOL"); -1 if unknown. */
 int v3_dtype_from_name(const char *name);
 const char *v3_dtype_name(v3_dtype t);
 int v3_dtype_size(v3_dtype t);

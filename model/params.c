@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint32_t name_hash(const char *s) { /* FNV-1a */
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
 typedef struct builder {
     v3_param_table *t;
     int cap;
@@ -111,9 +117,20 @@ int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err 
             add(&b, V3_PK_HEAD, L, -1, V, d, "model.layers.%d.shared_head.head.weight", L);
         }
     }
+    if (!b.oom) {
+        t->hcap = 16;
+        while (t->hcap < 2 * t->n) t->hcap *= 2;
+        t->hash = calloc((size_t)t->hcap, sizeof *t->hash);
+        if (!t->hash) b.oom = 1;
+    }
     if (b.oom) {
         v3_params_free(t);
         return v3_errf(err, V3_ENOMEM, "out of memory building the parameter table");
+    }
+    for (int i = 0; i < t->n; i++) {
+        uint32_t h = name_hash(t->p[i].name) & (uint32_t)(t->hcap - 1);
+        while (t->hash[h]) h = (h + 1) & (uint32_t)(t->hcap - 1);
+        t->hash[h] = i + 1;
     }
     return V3_OK;
 }
@@ -121,11 +138,17 @@ int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err 
 void v3_params_free(v3_param_table *t) {
     if (!t) return;
     free(t->p);
+    free(t->hash);
     memset(t, 0, sizeof *t);
 }
 
 int v3_params_find(const v3_param_table *t, const char *name) {
-    for (int i = 0; i < t->n; i++)
+    if (!t->hcap) return -1;
+    uint32_t h = name_hash(name) & (uint32_t)(t->hcap - 1);
+    while (t->hash[h]) {
+        int i = t->hash[h] - 1;
         if (strcmp(t->p[i].name, name) == 0) return i;
+        h = (h + 1) & (uint32_t)(t->hcap - 1);
+    }
     return -1;
 }

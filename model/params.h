@@ -32,13 +32,15 @@ typedef struct v3_param_table {
     v3_param_info *p;
     int n;
     int64_t total;    /* Σ numel */
+    int *hash;        /* open addressing over names: index+1, 0 = empty; hcap slots */
+    int hcap;
 } v3_param_table;
 
 /* Builds the table. with_mtp adds model.layers.{n_layer..n_layer+D-1}.* (enorm, hnorm, eh_proj,
  * embed_tokens, shared_head.{norm,head} and a MoE decoder layer), as the released checkpoints. */
 int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err *err);
 void v3_params_free(v3_param_table *t);
-/* Index of a name, or -1. */
+/* Index of a name, or -1 (hashed: the 671B table has ~92K names). */
 int v3_params_find(const v3_param_table *t, const char *name);
 
 #endif

@@ -29,6 +29,12 @@ int main(void) {
     CHECK(t.n + n_linear_fp8 == 91991, "tensors %d + scales %d != 91991", t.n, n_linear_fp8);
     CHECK(t.total == pc.total + pc.mtp + 2 * c.vocab_size * c.hidden_size, "table total %lld",
           (long long)t.total);
+    /* hashed lookup agrees with the table order for every name */
+    int found = 0;
+    for (int i = 0; i < t.n; i++) found += v3_params_find(&t, t.p[i].name) == i;
+    CHECK(found == t.n, "find: %d of %d", found, t.n);
+    CHECK(v3_params_find(&t, "model.layers.61.eh_proj.weight") >= 0, "mtp eh_proj present");
+    CHECK(v3_params_find(&t, "model.layers.3.mlp.experts.256.up_proj.weight") < 0, "no expert 256");
     v3_params_free(&t);
 
     /* YaRN: pairs i <= 10 keep theta_i, i >= 23 use theta_i / 40 (model-spec §4) */

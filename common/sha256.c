@@ -48,7 +48,7 @@ static void block(uint32_t h[8], const uint8_t *p) {
     h[7] += hh;
 }
 
-void v3_sha256_init(v3_sha256 *s) {
+void v3_sha256_init(v3_sha256_ctx *s) {
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(s->h, H0, sizeof H0);
@@ -56,7 +56,7 @@ void v3_sha256_init(v3_sha256 *s) {
     s->nbuf = 0;
 }
 
-void v3_sha256_update(v3_sha256 *s, const void *data, size_t n) {
+void v3_sha256_update(v3_sha256_ctx *s, const void *data, size_t n) {
     const uint8_t *p = data;
     s->len += n;
     if (s->nbuf) {
@@ -74,7 +74,7 @@ void v3_sha256_update(v3_sha256 *s, const void *data, size_t n) {
     s->nbuf = n;
 }
 
-void v3_sha256_final(v3_sha256 *s, uint8_t digest[32]) {
+void v3_sha256_final(v3_sha256_ctx *s, uint8_t digest[32]) {
     uint64_t bits = s->len * 8;
     /* padding: 0x80, zeros to 56 mod 64, then the 64-bit big-endian bit length */
     s->buf[s->nbuf++] = 0x80;
@@ -95,7 +95,7 @@ void v3_sha256_final(v3_sha256 *s, uint8_t digest[32]) {
 }
 
 void v3_sha256(const void *data, size_t n, uint8_t digest[32]) {
-    v3_sha256 s;
+    v3_sha256_ctx s;
     v3_sha256_init(&s);
     v3_sha256_update(&s, data, n);
     v3_sha256_final(&s, digest);

@@ -24,6 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* C linkage for C++ (CUDA) translation units; err.h is included inside so that its functions
+ * get it too. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include "../common/err.h"
 
 typedef struct v3_backend v3_backend;
@@ -240,5 +246,9 @@ void v3_kctx_free(v3_kctx *ctx);
 int v3k_check(v3_kctx *ctx, v3_err *err);
 /* Records a failure in the context (first one wins). For backend implementations. */
 void v3k_fail(v3_kctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -65,6 +65,10 @@ static inline int64_t v3_fp8_blocks(int64_t n) { return (n + V3_FP8_BLOCK - 1) /
  * W[r,c] = e4m3(Wq[r,c]) * scale[r/128][c/128], one fp32 multiply as torch does. */
 int v3_st_to_f32_range(const v3_st_file *f, const v3_st_tensor *t, int64_t start, int64_t count,
                        const v3_st_file *sf, const v3_st_tensor *scale, float *dst, v3_err *err);
+/* Checks that scale (in file sf; NULL when absent) fits the F8_E4M3 weight t of file f: present,
+ * F32 or BF16, shape [ceil(R/128), ceil(C/128)]. v3_st_to_f32_range applies the same checks. */
+int v3_st_fp8_scale_check(const v3_st_file *f, const v3_st_tensor *t, const v3_st_file *sf,
+                          const v3_st_tensor *scale, v3_err *err);
 static inline int v3_st_to_f32(const v3_st_file *f, const v3_st_tensor *t, const v3_st_file *sf,
                                const v3_st_tensor *scale, float *dst, v3_err *err) {
     return v3_st_to_f32_range(f, t, 0, t->numel, sf, scale, dst, err);
@@ -76,6 +80,7 @@ typedef struct v3_st_model {
     char *index_path;         /* model.safetensors.index.json, or NULL for one file */
     int n_shards;
     char **shard_name;        /* [n_shards] file names inside dir */
+    char **shard_path;        /* [n_shards] dir/shard_name, for opening and for messages */
     v3_st_file *shard;        /* [n_shards]; shard[i] is opened on first use */
     unsigned char *shard_ok;  /* [n_shards] 1 when opened */
     int n;                    /* tensors named by the index (or in the single file) */

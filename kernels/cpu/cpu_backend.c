@@ -1,9 +1,9 @@
-/* cpu_backend.c — the CPU backend's table: host memory and the fp32 reference ops.
- * (Ops are filled in by the other files of kernels/cpu; a NULL entry is reported by the parity harness.) */
+/* cpu_backend.c — the CPU backend's table: host memory and the fp32 reference ops, which live in
+ * the other files of kernels/cpu (declared in cpu_internal.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels.h"
+#include "cpu_internal.h"
 
 static void *cpu_alloc(v3_kctx *ctx, size_t bytes) {
     (void)ctx;
@@ -26,6 +26,33 @@ static const v3_backend cpu_backend = {
     .copy = cpu_copy,
     .memset0 = cpu_memset0,
     .sync = cpu_sync,
+
+    .gemm = cpu_gemm,
+    .gemm_strided_batched = cpu_gemm_strided_batched,
+    .gemm_grouped = cpu_gemm_grouped,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .attention_fwd = cpu_attention_fwd,
+    .attention_bwd = cpu_attention_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .router_fwd = cpu_router_fwd,
+    .router_bwd = cpu_router_bwd,
+    .router_balance = cpu_router_balance,
+    .moe_plan = cpu_moe_plan,
+    .gather_rows = cpu_gather_rows,
+    .scatter_add_rows = cpu_scatter_add_rows,
+    .moe_combine_fwd = cpu_moe_combine_fwd,
+    .moe_combine_bwd = cpu_moe_combine_bwd,
+    .cross_entropy = cpu_cross_entropy,
+    .adamw = cpu_adamw,
+    .sumsq = cpu_sumsq,
+    .scale = cpu_scale,
+    .axpy = cpu_axpy,
+    .add = cpu_add,
+    .copy_3d = cpu_copy_3d,
 };
 
 const v3_backend *v3_backend_cpu(void) { return &cpu_backend; }

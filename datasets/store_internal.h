@@ -1,0 +1,170 @@
+/* store_internal.h — the run store's private structures, shared by store*.c (and white-box tests).
+ * Layering: store_schema.c (file checks, DDL, migrations) < store_batch.c (records copied into
+ * batches) < store_writer.c (queue + writer thread) < store.c (open/close, runs) ; store_query.c
+ * reads. Nothing here is part of the public API. */
+#ifndef V3_STORE_INTERNAL_H
+#define V3_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "datasets/store.h"
+
+#define V3_STORE_MAGIC 0x76335354u       /* "v3ST": a live v3_store */
+#define V3_STORE_BATCH_MAGIC 0x76334254u /* "v3BT": a live batch */
+#define V3_STORE_DEAD 0xDEADDEADu        /* written on free so a stale handle is caught */
+
+/* A string or blob copied into the batch's byte buffer; off is an offset (the buffer may move). */
+typedef struct v3_span {
+    size_t off;
+    int64_t len; /* bytes; -1 = NULL */
+} v3_span;
+
+enum v3_rec_type {
+    V3_REC_RUN_BEGIN,
+    V3_REC_RUN_END,
+    V3_REC_STEP,
+    V3_REC_METRIC,
+    V3_REC_EVAL,
+    V3_REC_EXPERT_LOAD,
+    V3_REC_PROMPT,
+    V3_REC_SAMPLE,
+    V3_REC_SAMPLE_UPDATE,
+    V3_REC_REWARD,
+    V3_REC_TRACE,
+    V3_REC_VERDICT,
+    V3_REC_CHECKPOINT,
+};
+
+/* One row to write (EXPERT_LOAD: one row per expert). Doubles use NAN for SQL NULL. */
+typedef struct v3_rec {
+    int type;
+    int64_t run_id;
+    double time; /* unix seconds when the caller queued it */
+    union {
+        struct { int64_t id, resumed_from, pid; v3_span command, config, git_rev, host; } run;
+        struct { int64_t id; v3_span status, message; } run_end;
+        struct { int64_t step, tokens; double loss, lr, grad_norm, step_time_s; } step;
+        struct { int64_t step; double value; v3_span name; } metric;
+        struct { int64_t step, n_examples; double value; v3_span name, extra; } eval;
+        struct { int64_t step; int32_t layer, n_expert; v3_span counts; /* int64 [n_expert] */ } load;
+        struct { int64_t id, key, line; v3_span text, messages, fields, file; } prompt;
+        struct {
+            int64_t id, step, prompt_id, group_id, policy_version, seed;
+            int32_t group_index, n_tokens, prompt_tokens;
+            double reward, advantage;
+            v3_span completion, ids, logprobs, trainer_logprobs, ref_logprobs, finish;
+        } sample;
+        struct { int64_t id; double reward, advantage; v3_span trainer_logprobs, ref_logprobs; } upd;
+        struct {
+            int64_t sample_id;
+            double score, weight, elapsed_ms;
+            v3_span name, error, extra, hash;
+        } reward;
+        struct { int64_t id, prompt_id; int accepted; v3_span reasoning, answer, model, prov, filters; } trace;
+        struct { int64_t trace_id; int passed; double score; v3_span verifier, detail; } verdict;
+        struct { int64_t step, bytes; v3_span path, hash; } ckpt;
+    } u;
+} v3_rec;
+
+struct v3_store_batch {
+    uint32_t magic;
+    v3_store *s;
+    v3_rec *recs;
+    int n, cap;
+    uint8_t *data; /* copied strings and blobs */
+    size_t len, data_cap;
+    int durable;   /* a flush(durable) marker: commit with synchronous=FULL */
+    uint64_t seq;
+    struct v3_store_batch *next;
+};
+
+/* Prepared statements the writer thread keeps for the life of the store. */
+enum v3_stmt_id {
+    V3_ST_BEGIN, V3_ST_COMMIT, V3_ST_ROLLBACK, V3_ST_RUN, V3_ST_RUN_END, V3_ST_HEARTBEAT, V3_ST_NSAMP,
+    V3_ST_STEP, V3_ST_METRIC, V3_ST_EVAL, V3_ST_LOAD, V3_ST_PROMPT, V3_ST_SAMPLE,
+    V3_ST_SAMPLE_UPDATE, V3_ST_REWARD, V3_ST_TRACE, V3_ST_VERDICT, V3_ST_CKPT,
+    V3_ST_COUNT
+};
+
+struct v3_store {
+    uint32_t magic;
+    int flags;
+    char *path;
+    sqlite3 *db; /* write mode: used only by the writer thread once it runs */
+    int lock_fd; /* write mode: flock(LOCK_EX) on PATH-lock for the life of the store */
+    int writer_alive; /* read mode: a writer held PATH-lock when this store was opened */
+    v3_store_opts opts;
+    int have_thread;
+    int opened; /* open succeeded: close may then write planner statistics */
+    pthread_t thread;
+
+    /* everything below is guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work; /* queue gained a batch, or stop */
+    pthread_cond_t cv_done; /* a transaction committed, the writer failed, or queue space freed */
+    int64_t run_id;         /* current run (0 = none begun) */
+    int64_t next_run_id, next_prompt_id, next_sample_id, next_trace_id;
+    uint64_t *pkeys; /* prompt dedupe map: open addressing, key 0 = empty slot */
+    int64_t *pids;
+    size_t pcap, pn;
+    v3_store_batch *head, *tail;
+    v3_store_batch *pool; /* committed batches kept for reuse: their buffers are already mapped */
+    int n_pool;
+    int64_t queued_bytes;
+    uint64_t next_seq, committed_seq;
+    int stop;
+    v3_err werr; /* first writer failure (code 0 = none); sticky */
+
+    /* writer-thread only */
+    sqlite3_stmt *st[V3_ST_COUNT];
+    double last_heartbeat;
+};
+
+/* ---- store_schema.c ---- */
+extern const char *const v3_store_migrations[]; /* [V3_STORE_SCHEMA_VERSION]: i upgrades i -> i+1 */
+
+/* Before opening: *exists = a non-empty file is there; refuses what is not a regular file. */
+int v3_store__stat_file(const char *path, int *exists, v3_err *err);
+/* Right after sqlite3_open_v2, before any statement: refuses a file that is not SQLite or is
+ * truncated. Reads through SQLite's own descriptor. */
+int v3_store__check_header(sqlite3 *db, const char *path, v3_err *err);
+/* Before anything is written (even the switch to WAL): refuses a newer file or an SQLite file
+ * that is not a run store. A new empty database passes. */
+int v3_store__identify(sqlite3 *db, const char *path, v3_err *err);
+/* Applies migrations [user_version, n_migrations) in one transaction; refuses a newer file or an
+ * SQLite file that is not a run store. */
+int v3_store__migrate(sqlite3 *db, const char *path, const char *const *migrations, int n_migrations,
+                      v3_err *err);
+/* Read side: the file must be a run store of exactly this schema version. */
+int v3_store__check_version(sqlite3 *db, const char *path, v3_err *err);
+/* sqlite3_exec with SQLITE_BUSY retried; message names the path. */
+int v3_store__exec(sqlite3 *db, const char *path, const char *sql, v3_err *err);
+/* sqlite3_step with SQLITE_BUSY/LOCKED retried (statement reset between tries). */
+int v3_store__step(sqlite3_stmt *st);
+/* "PATH: what: sqlite message (code)" as a V3_EIO / V3_EFORMAT error. */
+int v3_store__sqlerr(v3_err *err, sqlite3 *db, const char *path, const char *what);
+double v3_store__now(void);
+
+/* ---- store_batch.c ---- */
+int64_t v3_store__batch_bytes(const v3_store_batch *b);
+/* Records a committed prompt (key -> id) when a writer opens an existing store. */
+int v3_store__prompt_map_put(v3_store *s, uint64_t key, int64_t id);
+void v3_store__batch_destroy(v3_store_batch *b);
+/* Returns a committed batch to the store's pool (or frees it when the pool is full). */
+void v3_store__batch_recycle(v3_store *s, v3_store_batch *b);
+static inline const uint8_t *v3_span_ptr(const v3_store_batch *b, v3_span sp) {
+    return sp.len < 0 ? NULL : b->data + sp.off;
+}
+
+/* ---- store_writer.c ---- */
+int v3_store__writer_start(v3_store *s, v3_err *err);
+/* Asks the writer to drain the queue and stop; joins it; finalizes statements. */
+void v3_store__writer_stop(v3_store *s);
+int v3_store__enqueue(v3_store *s, v3_store_batch *b, uint64_t *seq, v3_err *err);
+int v3_store__wait(v3_store *s, uint64_t seq, v3_err *err);
+
+#endif

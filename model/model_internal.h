@@ -1,0 +1,67 @@
+/* model_internal.h — what the model's block files share: linear-layer helpers on the op table and
+ * the block forward/backward entry points. Not part of the public API (see model.h). */
+#ifndef V3_MODEL_INTERNAL_H
+#define V3_MODEL_INTERNAL_H
+
+#include "model.h"
+
+/* y[T, out] = x[T, in] · Wᵀ (+ beta·y), W [out, in]. */
+static inline void v3_linear_fwd(v3_kctx *c, float *y, const float *x, const float *W, int64_t T,
+                                 int64_t in, int64_t out, float beta) {
+    v3k(c, gemm, 0, 1, T, out, in, 1.0f, x, in, W, in, beta, y, out);
+}
+/* dx[T, in] (= or += by beta) dy[T, out] · W. */
+static inline void v3_linear_bwd_x(v3_kctx *c, float *dx, const float *dy, const float *W, int64_t T,
+                                   int64_t in, int64_t out, float beta) {
+    v3k(c, gemm, 0, 0, T, in, out, 1.0f, dy, out, W, in, beta, dx, in);
+}
+/* dW[out, in] += dyᵀ · x. */
+static inline void v3_linear_bwd_w(v3_kctx *c, float *dW, const float *dy, const float *x, int64_t T,
+                                   int64_t in, int64_t out) {
+    if (T == 0) return;
+    v3k(c, gemm, 1, 0, out, in, T, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+/* ---- decoder layer pieces; N tokens, arrays in backend memory ---- */
+/* MLA: h_mid = h + MLA(input_layernorm(h)). */
+void v3_mla_forward(v3_model *m, int layer, const float *h, v3_layer_acts *a);
+/* dh: in = grad of h_mid, out = grad of h (input); parameter grads accumulate. */
+void v3_mla_backward(v3_model *m, int layer, const float *h, v3_layer_acts *a, float *dh);
+
+/* Dense SwiGLU on x [N, C] -> out [N, C] (= or += by beta), saving gu/act. */
+void v3_mlp_forward(v3_kctx *c, const float *x, const float *gate_up, const float *down, int64_t N,
+                    int64_t C, int64_t I, float *gu, float *act, float *out, float beta);
+/* dx (= or += by beta_dx) from dout; weight grads accumulate. */
+void v3_mlp_backward(v3_kctx *c, const float *x, const float *gate_up, const float *down,
+                     float *g_gate_up, float *g_down, int64_t N, int64_t C, int64_t I,
+                     const float *gu, const float *act, const float *dout, float *dgu,
+                     float *dact, float *dx, float beta_dx);
+
+/* FFN sublayer (dense or MoE): out = h_mid + FFN(post_attention_layernorm(h_mid)).
+ * count_load: add this forward's expert counts to the load statistics (not during recompute). */
+void v3_ffn_forward(v3_model *m, int layer, v3_layer_acts *a, float *out, int count_load);
+/* dh: in = grad of out, out = grad of h_mid. */
+void v3_ffn_backward(v3_model *m, int layer, v3_layer_acts *a, float *dh);
+/* Balance loss of one MoE layer for the current batch (host double), forward only. */
+double v3_moe_balance_loss(v3_model *m, v3_layer_acts *a);
+
+/* Whole decoder layer: out = layer(h). */
+void v3_layer_forward(v3_model *m, int layer, const float *h, v3_layer_acts *a, float *out,
+                      int count_load);
+/* dh: in = grad of out, out = grad of h. A layer marked for recompute first reruns its forward
+ * (rewriting `out` with the same values). */
+void v3_layer_backward(v3_model *m, int layer, const float *h, float *out, float *dh);
+
+/* Chunked cross-entropy over x [N, C] · headᵀ. Forward: per-token loss into tok_loss (device),
+ * optional host logits. Backward: dx = (or += by beta) d(grad_scale·Σ loss)/dx, dhead += ... */
+void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float *tok_loss,
+                     float *host_logits);
+void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float grad_scale,
+                      float *dx, float beta);
+
+/* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. */
+void v3_mtp_forward(v3_model *m, float *host_logits);
+/* Adds its gradient into m->dx (grad of xf), the embedding, the head and its own parameters. */
+void v3_mtp_backward(v3_model *m);
+
+#endif

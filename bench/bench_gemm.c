@@ -1,29 +1,169 @@
-/* bench_gemm.c — the CPU backend's GEMM against OpenBLAS's cblas_sgemm, side by side in one run:
- * speed (GFLOP/s) on model-like shapes, and batch invariance (how many rows of an M-row product
- * differ bitwise from the same row computed alone, M = 1). The second column is why
- * kernels/cpu/cpu_gemm.c does not call OpenBLAS. Usage: bench_gemm [threads] (0 = all). */
+/* bench_gemm.c — the CPU backend's GEMMs against OpenBLAS's cblas_sgemm on the shapes the model
+ * issues (tiny and small presets), in one run:
+ *   - plain gemm: GFLOP/s (wall clock, best of reps, and per core from process CPU time) and batch
+ *     invariance (how many sampled rows of the M-row product differ bitwise from the same row
+ *     computed alone, M = 1). The invariance column is why kernels/cpu/cpu_gemm.c does not call
+ *     OpenBLAS.
+ *   - gemm_grouped: the six routed-expert GEMMs of one MoE layer (moe.c: fwd gate_up / down,
+ *     bwd d_act, g_down, d_xperm, g_gate_up) with a random routing; OpenBLAS runs one
+ *     cblas_sgemm per expert.
+ *   - the scalar and AVX2 micro-kernels give the same bits (cpu_gemm_force_scalar).
+ * Usage: bench_gemm [threads (0 = all)] [reps] [filter substring]. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/rng.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/kernels.h"
 
-typedef struct { int64_t M, N, K; int tb; const char *what; } shape;
+typedef struct { int ta, tb; int64_t M, N, K; const char *what; } shape;
 
-static void run(v3_kctx *ctx, int blas, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void run(v3_kctx *ctx, int blas, const shape *s, int64_t M, const float *A, int64_t lda,
                 const float *B, float *C) {
+    int64_t ldb = s->tb ? s->K : s->N;
     if (blas)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                    (int)K, 1.0f, A, (int)K, B, tb ? (int)K : (int)N, 0.0f, C, (int)N);
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                    s->tb ? CblasTrans : CblasNoTrans, (int)M, (int)s->N, (int)s->K, 1.0f, A,
+                    (int)lda, B, (int)ldb, 0.0f, C, (int)s->N);
     else
-        v3k(ctx, gemm, 0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 0.0f, C, N);
+        v3k(ctx, gemm, s->ta, s->tb, M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+}
+
+/* best wall GFLOP/s and per-core GFLOP/s (flop / process CPU seconds) over reps */
+typedef struct { double wall, core; } rate;
+
+static void plain(v3_kctx *ctx, const shape *s, int reps, v3_rng *r) {
+    int64_t nA = s->M * s->K, nB = s->K * s->N, lda = s->ta ? s->M : s->K;
+    float *A = malloc(sizeof(float) * nA), *B = malloc(sizeof(float) * nB);
+    float *C = malloc(sizeof(float) * s->M * s->N), *c1 = malloc(sizeof(float) * s->N);
+    for (int64_t i = 0; i < nA; i++) A[i] = v3_rng_normal(r);
+    for (int64_t i = 0; i < nB; i++) B[i] = v3_rng_normal(r);
+    double flop = 2.0 * s->M * s->N * s->K;
+    rate rt[2];
+    int64_t diff[2], checked = 0;
+    for (int blas = 0; blas < 2; blas++) {
+        run(ctx, blas, s, s->M, A, lda, B, C); /* warm-up */
+        rt[blas] = (rate){0, 0};
+        for (int i = 0; i < reps; i++) {
+            double t0 = omp_get_wtime(), c0 = cpu_now();
+            run(ctx, blas, s, s->M, A, lda, B, C);
+            double w = omp_get_wtime() - t0, c = cpu_now() - c0;
+            if (flop / w / 1e9 > rt[blas].wall) rt[blas].wall = flop / w / 1e9;
+            if (flop / c / 1e9 > rt[blas].core) rt[blas].core = flop / c / 1e9;
+        }
+        /* up to 24 sampled rows, first and last included */
+        diff[blas] = 0;
+        checked = 0;
+        int64_t step = s->M > 24 ? s->M / 23 : 1;
+        for (int64_t i = 0; i < s->M; i += step) {
+            int64_t row = i + step >= s->M ? s->M - 1 : i;
+            const float *Ai = s->ta ? A + row : A + row * lda;
+            run(ctx, blas, s, 1, Ai, lda, B, c1);
+            diff[blas] += memcmp(c1, C + row * s->N, sizeof(float) * s->N) != 0;
+            checked++;
+        }
+    }
+    /* scalar micro-kernel: same bits as the AVX2 one (checked on a row window) */
+    int64_t Mw = s->M < 40 ? s->M : 40;
+    float *C2 = malloc(sizeof(float) * Mw * s->N);
+    cpu_gemm_force_scalar(1);
+    run(ctx, 0, s, Mw, A, lda, B, C2);
+    cpu_gemm_force_scalar(0);
+    run(ctx, 0, s, Mw, A, lda, B, C);
+    int same = memcmp(C, C2, sizeof(float) * Mw * s->N) == 0;
+    char label[96];
+    snprintf(label, sizeof label, "%s %c%c (%lld %lld %lld)", s->what, s->ta ? 'T' : 'N',
+             s->tb ? 'T' : 'N', (long long)s->M, (long long)s->N, (long long)s->K);
+    printf("%-44s %7.1f %7.1f %8.1f %7.1f | %3lld/%-3lld %3lld/%-3lld | %s\n", label, rt[0].wall,
+           rt[0].core, rt[1].wall, rt[1].core, (long long)diff[0], (long long)checked,
+           (long long)diff[1], (long long)checked, same ? "same" : "DIFFER");
+    fflush(stdout);
+    free(A), free(B), free(C), free(c1), free(C2);
+}
+
+/* One MoE layer's six expert GEMMs (model/moe.c experts_gemm) for T tokens, E experts of width
+ * Ie, hidden C, k experts per token; rows per expert from a random routing. */
+static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_t E, int64_t Ie,
+                    int64_t k, int reps, v3_rng *r) {
+    int64_t R = T * k, Ie2 = 2 * Ie;
+    int64_t *cnt = calloc((size_t)E, sizeof(int64_t));
+    for (int64_t t = 0; t < R; t++) cnt[v3_rng_u64(r) % (uint64_t)E]++;
+    size_t big = (size_t)(R * (Ie2 > C ? Ie2 : C));
+    float *X = malloc(big * 4), *Y = malloc(big * 4), *Z = malloc(big * 4);
+    float *W = malloc((size_t)(E * Ie2 * C) * 4), *G = calloc((size_t)(E * Ie2 * C), 4);
+    for (size_t i = 0; i < big; i++) X[i] = v3_rng_normal(r), Y[i] = v3_rng_normal(r);
+    for (int64_t i = 0; i < E * Ie2 * C; i++) W[i] = v3_rng_normal(r);
+    v3_gemm_desc *d = malloc(sizeof(v3_gemm_desc) * (size_t)E);
+    static const char *const cname[6] = {"fwd gate_up x·Wᵀ", "fwd down x·Wᵀ", "bwd d_act dy·W",
+                                         "bwd g_down dyᵀ·x", "bwd d_xperm dy·W",
+                                         "bwd g_gate_up dyᵀ·x"};
+    static const int tA[6] = {0, 0, 0, 1, 0, 1}, tB[6] = {1, 1, 0, 0, 0, 0};
+    double total[2] = {0, 0}, tflop = 0;
+    for (int which = 0; which < 6; which++) {
+        int64_t off = 0;
+        double flop = 0;
+        for (int64_t e = 0; e < E; e++) {
+            int64_t n = cnt[e];
+            float *w = W + e * Ie2 * C, *g = G + e * Ie2 * C;
+            switch (which) {
+            case 0: d[e] = (v3_gemm_desc){n, Ie2, C, X + off * C, w, Z + off * Ie2}; break;
+            case 1: d[e] = (v3_gemm_desc){n, C, Ie, X + off * Ie, w, Z + off * C}; break;
+            case 2: d[e] = (v3_gemm_desc){n, Ie, C, X + off * C, w, Z + off * Ie}; break;
+            case 3: d[e] = (v3_gemm_desc){C, Ie, n, X + off * C, Y + off * Ie, g}; break;
+            case 4: d[e] = (v3_gemm_desc){n, C, Ie2, X + off * Ie2, w, Z + off * C}; break;
+            case 5: d[e] = (v3_gemm_desc){Ie2, C, n, X + off * Ie2, Y + off * C, g}; break;
+            }
+            flop += 2.0 * d[e].M * d[e].N * d[e].K;
+            off += n;
+        }
+        float beta = tA[which] ? 1.0f : 0.0f;
+        double best[2] = {0, 0};
+        for (int blas = 0; blas < 2; blas++) {
+            for (int i = 0; i <= reps; i++) { /* i == 0: warm-up */
+                double t0 = omp_get_wtime();
+                if (blas) {
+                    for (int64_t e = 0; e < E; e++) {
+                        if (d[e].M == 0 || d[e].N == 0 || d[e].K == 0) continue;
+                        cblas_sgemm(CblasRowMajor, tA[which] ? CblasTrans : CblasNoTrans,
+                                    tB[which] ? CblasTrans : CblasNoTrans, (int)d[e].M,
+                                    (int)d[e].N, (int)d[e].K, 1.0f, d[e].A,
+                                    (int)(tA[which] ? d[e].M : d[e].K), d[e].B,
+                                    (int)(tB[which] ? d[e].K : d[e].N), beta, d[e].C, (int)d[e].N);
+                    }
+                } else {
+                    v3k(ctx, gemm_grouped, tA[which], tB[which], 1.0f, beta, (int)E, d);
+                }
+                double w = omp_get_wtime() - t0;
+                if (i > 0 && flop / w / 1e9 > best[blas]) best[blas] = flop / w / 1e9;
+            }
+            total[blas] += flop / (best[blas] * 1e9);
+        }
+        tflop += flop;
+        char label[96];
+        snprintf(label, sizeof label, "%s %s %c%c", name, cname[which], tA[which] ? 'T' : 'N',
+                 tB[which] ? 'T' : 'N');
+        printf("%-44s %7.1f %8s %7.1f\n", label, best[0], "", best[1]);
+        fflush(stdout);
+    }
+    printf("%-44s %7.1f %8s %7.1f   (layer: %.1f ms vs %.1f ms)\n", "  all six", tflop / total[0] / 1e9,
+           "", tflop / total[1] / 1e9, total[0] * 1e3, total[1] * 1e3);
+    free(cnt), free(X), free(Y), free(Z), free(W), free(G), free(d);
 }
 
 int main(int argc, char **argv) {
     int nt = argc > 1 ? atoi(argv[1]) : 0;
+    int reps = argc > 2 ? atoi(argv[2]) : 3;
+    const char *filter = argc > 3 ? argv[3] : "";
     v3_kctx ctx;
     v3_err err;
     if (v3_kctx_init(&ctx, v3_backend_cpu(), nt, &err)) {
@@ -31,42 +171,35 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (nt > 0) openblas_set_num_threads(nt);
+    /* model/loss.c: chunks of 64 tokens through the head (V = 129280); the rest at 512 tokens */
     static const shape shapes[] = {
-        {256, 1024, 1024, 1, "x·Wᵀ, small model"},
-        {64, 2048, 7168, 1, "expert up-projection, 64 tokens"},
-        {512, 512, 512, 0, "square 512"},
-        {300, 64, 64, 0, "tiny K and N"},
+        {0, 1, 64, 129280, 64, "tiny head fwd"},
+        {0, 0, 64, 64, 129280, "tiny head dx"},
+        {1, 0, 129280, 64, 64, "tiny head dW"},
+        {0, 1, 512, 128, 64, "tiny mlp gate_up"},
+        {0, 1, 64, 129280, 512, "small head fwd"},
+        {0, 0, 64, 512, 129280, "small head dx"},
+        {1, 0, 129280, 512, 64, "small head dW"},
+        {0, 1, 512, 768, 192, "small q_b x·Wᵀ"},
+        {0, 1, 512, 512, 512, "small o / shared x·Wᵀ"},
+        {0, 0, 512, 512, 512, "small dx dy·W"},
+        {1, 0, 512, 512, 512, "small dW dyᵀ·x"},
+        {0, 1, 512, 3072, 512, "small dense gate_up"},
+        {0, 1, 512, 64, 512, "small router"},
+        {0, 1, 1, 512, 512, "decode one row"},
     };
     v3_rng r;
     v3_rng_seed(&r, 1);
-    printf("%-34s %8s %8s | %14s %14s\n", "shape (M N K)", "ours", "openblas", "rows≠alone ours",
-           "rows≠alone blas");
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const shape *sh = &shapes[s];
-        float *A = malloc(sizeof(float) * sh->M * sh->K), *B = malloc(sizeof(float) * sh->K * sh->N);
-        float *C = malloc(sizeof(float) * sh->M * sh->N), *c1 = malloc(sizeof(float) * sh->N);
-        for (int64_t i = 0; i < sh->M * sh->K; i++) A[i] = v3_rng_normal(&r);
-        for (int64_t i = 0; i < sh->K * sh->N; i++) B[i] = v3_rng_normal(&r);
-        double gf[2];
-        int64_t diff[2];
-        for (int blas = 0; blas < 2; blas++) {
-            run(&ctx, blas, sh->tb, sh->M, sh->N, sh->K, A, B, C); /* warm-up */
-            int reps = 3;
-            double t0 = omp_get_wtime();
-            for (int i = 0; i < reps; i++) run(&ctx, blas, sh->tb, sh->M, sh->N, sh->K, A, B, C);
-            gf[blas] = 2.0 * sh->M * sh->N * sh->K * reps / (omp_get_wtime() - t0) / 1e9;
-            diff[blas] = 0;
-            for (int64_t i = 0; i < sh->M; i++) {
-                run(&ctx, blas, sh->tb, 1, sh->N, sh->K, A + i * sh->K, B, c1);
-                diff[blas] += memcmp(c1, C + i * sh->N, sizeof(float) * sh->N) != 0;
-            }
-        }
-        char label[96];
-        snprintf(label, sizeof label, "%s (%lld %lld %lld)", sh->what, (long long)sh->M,
-                 (long long)sh->N, (long long)sh->K);
-        printf("%-34s %8.1f %8.1f | %8lld/%-5lld %8lld/%-5lld\n", label, gf[0], gf[1],
-               (long long)diff[0], (long long)sh->M, (long long)diff[1], (long long)sh->M);
-        free(A), free(B), free(C), free(c1);
+    printf("threads %d, best of %d\n", nt ? nt : omp_get_max_threads(), reps);
+    printf("%-44s %7s %7s %8s %7s | %-7s %-7s | %s\n", "plain gemm (M N K)", "ours", "/core",
+           "openblas", "/core", "≠alone", "≠alone", "scalar=avx2");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        if (strstr(shapes[s].what, filter)) plain(&ctx, &shapes[s], reps, &r);
+    printf("\n%-44s %7s %8s %7s\n", "gemm_grouped (one MoE layer)", "ours", "", "openblas");
+    if (strstr("grouped", filter) || !*filter) {
+        grouped(&ctx, "tiny 256", 256, 64, 8, 32, 2, reps, &r);
+        grouped(&ctx, "small 256", 256, 512, 64, 256, 6, reps, &r);
+        grouped(&ctx, "small 2048", 2048, 512, 64, 256, 6, reps, &r);
     }
     printf("GFLOP/s; OpenBLAS core: %s\n", openblas_get_corename());
     v3_kctx_free(&ctx);

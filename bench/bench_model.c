@@ -2,13 +2,15 @@
  * the planned bytes (params + grads + activation arena) against the measured peak RSS.
  *
  *   bench_model --preset small --seq 2048 [--batch 1] [--steps 3] [--threads N]
- *               [--recompute none|all|K] [--json]
+ *               [--recompute none|all|K] [--json] [--profile]
  *   bench_model --preset small --config-out config.json     (writes the preset's config.json)
+ *   bench_model --preset small --seq 2048 --steps 0          (prints the memory plan only)
  *
  * Weights are random (normal, std = initializer_range; norms 1) and written through a small host
  * buffer, so no full host copy of the parameters inflates the RSS. A batch is `batch` sequences
  * of `seq` tokens packed into one flat batch (document boundaries between them). The RSS figure
- * is the process's peak (getrusage) minus its RSS before the model was created. */
+ * is the process's peak (getrusage) minus its RSS before the model was created. --profile times
+ * the main ops through a wrapped copy of the op table (and prints GFLOP/s of the GEMMs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,108 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* --profile: a copy of the CPU table whose main ops are wrapped with timers (bench-only state) */
+enum { P_GEMM_NN, P_GEMM_NT, P_GEMM_TN, P_GROUPED, P_ATT_F, P_ATT_B, P_CE, P_ROUTER, P_NORM, P_ROWS,
+       P_SWIGLU, P_COPY3D, P_OTHER_N };
+static const char *const prof_name[] = {"gemm x·W (NN)", "gemm x·Wᵀ (NT)", "gemm dW += dyᵀ·x (TN)",
+                                        "gemm_grouped (experts)", "attention_fwd", "attention_bwd",
+                                        "cross_entropy", "router fwd/bwd", "rmsnorm fwd/bwd",
+                                        "gather/scatter/combine", "swiglu fwd/bwd", "copy_3d"};
+static double prof_s[P_OTHER_N];
+static double prof_flop[P_OTHER_N];
+static const v3_backend *prof_base;
+
+static void w_gemm(v3_kctx *c, int tA, int tB, int64_t M, int64_t N, int64_t K, float al, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float be, float *C, int64_t ldc) {
+    double t = now();
+    prof_base->gemm(c, tA, tB, M, N, K, al, A, lda, B, ldb, be, C, ldc);
+    int k = tA ? P_GEMM_TN : tB ? P_GEMM_NT : P_GEMM_NN;
+    prof_s[k] += now() - t;
+    prof_flop[k] += 2.0 * M * N * K;
+}
+static void w_grouped(v3_kctx *c, int tA, int tB, float al, float be, int n, const v3_gemm_desc *d) {
+    double t = now();
+    prof_base->gemm_grouped(c, tA, tB, al, be, n, d);
+    prof_s[P_GROUPED] += now() - t;
+    for (int i = 0; i < n; i++) prof_flop[P_GROUPED] += 2.0 * d[i].M * d[i].N * d[i].K;
+}
+static void w_att_f(v3_kctx *c, const v3_attn_params *p) {
+    double t = now();
+    prof_base->attention_fwd(c, p);
+    prof_s[P_ATT_F] += now() - t;
+}
+static void w_att_b(v3_kctx *c, const v3_attn_params *p) {
+    double t = now();
+    prof_base->attention_bwd(c, p);
+    prof_s[P_ATT_B] += now() - t;
+}
+static void w_ce(v3_kctx *c, float *l, int64_t ld, float *loss, const int32_t *tg, int64_t T, int64_t V, float g) {
+    double t = now();
+    prof_base->cross_entropy(c, l, ld, loss, tg, T, V, g);
+    prof_s[P_CE] += now() - t;
+}
+static void w_rf(v3_kctx *c, const v3_router_params *p) {
+    double t = now();
+    prof_base->router_fwd(c, p);
+    prof_s[P_ROUTER] += now() - t;
+}
+static void w_rb(v3_kctx *c, const v3_router_params *p) {
+    double t = now();
+    prof_base->router_bwd(c, p);
+    prof_s[P_ROUTER] += now() - t;
+}
+static void w_nf(v3_kctx *c, float *o, int64_t ldo, float *r, const float *x, int64_t ldx, const float *w,
+                 int64_t T, int64_t C, float eps) {
+    double t = now();
+    prof_base->rmsnorm_fwd(c, o, ldo, r, x, ldx, w, T, C, eps);
+    prof_s[P_NORM] += now() - t;
+}
+static void w_gather(v3_kctx *c, float *d, const float *s, const int32_t *i, int64_t R, int64_t C) {
+    double t = now();
+    prof_base->gather_rows(c, d, s, i, R, C);
+    prof_s[P_ROWS] += now() - t;
+}
+static void w_scatter(v3_kctx *c, float *d, const float *s, const int32_t *i, int64_t R, int64_t C) {
+    double t = now();
+    prof_base->scatter_add_rows(c, d, s, i, R, C);
+    prof_s[P_ROWS] += now() - t;
+}
+static void w_cf(v3_kctx *c, float *y, const float *yp, const int32_t *ro, const float *w, int64_t T,
+                 int64_t K, int64_t C) {
+    double t = now();
+    prof_base->moe_combine_fwd(c, y, yp, ro, w, T, K, C);
+    prof_s[P_ROWS] += now() - t;
+}
+static void w_cb(v3_kctx *c, float *dyp, float *dw, const float *dy, const float *yp, const int32_t *ro,
+                 const float *w, int64_t T, int64_t K, int64_t C) {
+    double t = now();
+    prof_base->moe_combine_bwd(c, dyp, dw, dy, yp, ro, w, T, K, C);
+    prof_s[P_ROWS] += now() - t;
+}
+static void w_sf(v3_kctx *c, float *o, const float *in, int64_t ld, int64_t uo, int64_t r, int64_t n) {
+    double t = now();
+    prof_base->swiglu_fwd(c, o, in, ld, uo, r, n);
+    prof_s[P_SWIGLU] += now() - t;
+}
+static void w_sb(v3_kctx *c, float *di, const float *d, const float *in, int64_t ld, int64_t uo, int64_t r,
+                 int64_t n) {
+    double t = now();
+    prof_base->swiglu_bwd(c, di, d, in, ld, uo, r, n);
+    prof_s[P_SWIGLU] += now() - t;
+}
+static void w_c3(v3_kctx *c, float *d, int64_t d0, int64_t d1, const float *s, int64_t s0, int64_t s1,
+                 int64_t n0, int64_t n1, int64_t n2, int acc) {
+    double t = now();
+    prof_base->copy_3d(c, d, d0, d1, s, s0, s1, n0, n1, n2, acc);
+    prof_s[P_COPY3D] += now() - t;
+}
+static void w_nb(v3_kctx *c, float *dx, int64_t lddx, float *dw, const float *d, int64_t ldd, const float *x,
+                 int64_t ldx, const float *w, const float *r, int64_t T, int64_t C, int acc) {
+    double t = now();
+    prof_base->rmsnorm_bwd(c, dx, lddx, dw, d, ldd, x, ldx, w, r, T, C, acc);
+    prof_s[P_NORM] += now() - t;
 }
 
 static long rss_kb(void) { /* current RSS from /proc (peak comes from getrusage) */
@@ -63,7 +167,7 @@ static void random_weights(v3_model *m, uint64_t seed) {
 int main(int argc, char **argv) {
     const char *preset = "tiny", *recompute = "none", *config_out = NULL;
     int64_t seq = 256, batch = 1;
-    int steps = 3, threads = 0, json = 0;
+    int steps = 3, threads = 0, json = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) seq = atoll(argv[++i]);
@@ -72,10 +176,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--recompute") && i + 1 < argc) recompute = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--config-out") && i + 1 < argc) config_out = argv[++i];
         else {
             fprintf(stderr, "usage: bench_model --preset NAME --seq T [--batch B] [--steps S] "
-                            "[--threads N] [--recompute none|all|K] [--json]\n");
+                            "[--threads N] [--recompute none|all|K] [--json] [--profile]\n");
             return 2;
         }
     }
@@ -97,6 +202,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    v3_backend prof_be;
+    if (profile) {
+        prof_base = ctx.be;
+        prof_be = *ctx.be;
+        prof_be.gemm = w_gemm;
+        prof_be.gemm_grouped = w_grouped;
+        prof_be.attention_fwd = w_att_f;
+        prof_be.attention_bwd = w_att_b;
+        prof_be.cross_entropy = w_ce;
+        prof_be.router_fwd = w_rf;
+        prof_be.router_bwd = w_rb;
+        prof_be.rmsnorm_fwd = w_nf;
+        prof_be.rmsnorm_bwd = w_nb;
+        prof_be.gather_rows = w_gather;
+        prof_be.scatter_add_rows = w_scatter;
+        prof_be.moe_combine_fwd = w_cf;
+        prof_be.moe_combine_bwd = w_cb;
+        prof_be.swiglu_fwd = w_sf;
+        prof_be.swiglu_bwd = w_sb;
+        prof_be.copy_3d = w_c3;
+        ctx.be = &prof_be;
+    }
     int64_t N = seq * batch;
     unsigned char re[256] = {0};
     int n_re = !strcmp(recompute, "all") ? cfg.n_layer : !strcmp(recompute, "none") ? 0 : atoi(recompute);
@@ -110,8 +237,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    random_weights(&m, 1234);
     if (!json) v3_model_print_memory(&m, stdout);
+    if (steps <= 0) { /* --steps 0: the plan only */
+        v3_model_free(&m);
+        v3_kctx_free(&ctx);
+        return 0;
+    }
+    random_weights(&m, 1234);
 
     int32_t *tok = malloc((size_t)N * 4), *tgt = malloc((size_t)N * 4), *pos = malloc((size_t)N * 4),
             *ds = malloc((size_t)N * 4);
@@ -125,10 +257,11 @@ int main(int argc, char **argv) {
         ds[t] = (int32_t)(b * seq);
     }
     v3_batch bt = {N, tok, tgt, pos, ds, NULL, NULL, NULL};
-    double best = 1e30, total = 0, loss = 0;
+    double best = 1e30, total = 0, loss = 0, zero_s = 0;
     for (int s = 0; s <= steps; s++) { /* step 0 is a warm-up */
         double t0 = now();
         v3_model_zero_grad(&m);
+        zero_s += now() - t0;
         if (v3_model_forward(&m, &bt, &loss, &err) || v3_model_backward(&m, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
@@ -140,6 +273,19 @@ int main(int argc, char **argv) {
         }
     }
     double mean = total / steps;
+    if (profile) {
+        double sum = 0;
+        printf("time per op over %d steps (+1 warm-up), per step:\n", steps);
+        for (int k = 0; k < P_OTHER_N; k++) {
+            sum += prof_s[k];
+            printf("  %-26s %8.3f s", prof_name[k], prof_s[k] / (steps + 1));
+            if (prof_flop[k] > 0) printf("  %7.2f GFLOP/s", prof_flop[k] / prof_s[k] * 1e-9);
+            printf("\n");
+        }
+        printf("  %-26s %8.3f s\n", "zero_grad (memset)", zero_s / (steps + 1));
+        printf("  %-26s %8.3f s (step time minus the above, warm-up included in the averages)\n",
+               "everything else", total / steps - (sum + zero_s) / (steps + 1));
+    }
     long peak = peak_rss_kb();
     double plan_mib = (double)v3_model_device_bytes(&m) / 1048576.0;
     double used_mib = (double)(peak - rss0) / 1024.0;

@@ -10,7 +10,9 @@ static const v3_command commands[] = {
     {"inspect", v3_cmd_inspect, "print a model's config, parameter counts, dtypes and memory"},
     {"config", v3_cmd_config, "print a Lua run configuration after --set overrides"},
     {"tokenize", v3_cmd_tokenize, "tokenize JSONL text or chat rows from stdin"},
+    {"data", v3_cmd_data, "prepare token shards from conversations (prepare), show their stats"},
     {"score", v3_cmd_score, "mean loss and perplexity of a model over token rows"},
+    {"reward", v3_cmd_reward, "score JSONL rows with Lua reward scripts (sandboxed workers)"},
     {"samples", v3_cmd_samples, "show samples, rewards and advantages stored by a run"},
     {"runs", v3_cmd_runs, "list runs with status and headline metrics"},
 };

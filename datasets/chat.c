@@ -245,6 +245,7 @@ int v3_chat_render(const v3_tokenizer *tok, const json_t *messages_c, const v3_c
             int has_content = get_str(&b, m, i, "content", 1, &c, &cn);
             if (has_content < 0) break;
             json_t *calls = json_object_get(m, "tool_calls");
+            if (json_is_null(calls)) calls = NULL; /* "tool_calls": null counts as absent */
             int tool_branch = r1 ? calls != NULL : !has_content;
             if (tool_branch) {
                 is_tool = 0;

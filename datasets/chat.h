@@ -26,7 +26,8 @@
  * null, "tool_calls": [{"type": ..., "function": {"name": ..., "arguments": string}}],
  * "reasoning_content": string}; other roles are ignored, as the template ignores them.
  * Divergences from the Jinja template, which raises an error in these cases: a missing
- * "content" counts as null; a null content for system/user/tool is an error here too.
+ * "content" counts as null, and "tool_calls": null as no "tool_calls" key (what transformers v5
+ * does before rendering); a null content for system/user/tool is an error here too.
  *
  * Tokenisation is segment by segment: each template token (<｜User｜>, <｜Assistant｜>, ...) is
  * inserted as its id, and each maximal run of text between two of them is encoded as one

@@ -13,7 +13,9 @@
 #define CHUNK (1u << 17)
 #define DEFAULT_MAX_RECORD ((size_t)64 << 20)
 
-enum { ARR_OPEN, ARR_ELEM, ARR_SEP, ARR_DONE }; /* array splitter states between records */
+/* array splitter states between records: before '[', expecting an element (the separator after
+ * an element is consumed with it), after the closing ']' */
+enum { ARR_OPEN, ARR_ELEM, ARR_DONE };
 
 struct v3_jsonl {
     char name[1024];
@@ -314,13 +316,6 @@ static int next_elem(v3_jsonl *r, v3_record *rec, int *got, v3_err *err) {
         if (c == ']') { /* also tolerates a trailing comma */
             r->pos++;
             r->arr_state = ARR_DONE;
-            continue;
-        }
-        if (r->arr_state == ARR_SEP) {
-            if (c != ',')
-                return v3_errf(err, V3_EFORMAT, "%s:%lld: expected ',' or ']' between array elements", r->name, (long long)r->line);
-            r->pos++;
-            r->arr_state = ARR_ELEM;
             continue;
         }
         if (c == ',')

@@ -378,9 +378,25 @@ static int path_join(char *buf, size_t n, const char *dir, const char *name, con
     return V3_OK;
 }
 
+static void shard_name(const out_state *s, int split, char *buf, size_t n) {
+    snprintf(buf, n, "%s-%05d.bin", split_names[split], s->next_index[split]);
+}
+
+/* Adds a document to the split's open shard, starting the shard (as NAME.bin.tmp) if needed. */
+static int add_doc(out_state *s, int split, const uint32_t *ids, const uint8_t *mask, size_t n, v3_err *err) {
+    v3_shard_writer *w = &s->w[split];
+    if (!v3_shard_writer_is_open(w)) {
+        char name[64], path[4096];
+        shard_name(s, split, name, sizeof name);
+        int rc = path_join(path, sizeof path, s->o->out_dir, name, ".tmp", err);
+        if (rc || (rc = v3_shard_writer_begin(w, path, err))) return rc;
+    }
+    return v3_shard_writer_add(w, ids, mask, n, err);
+}
+
 static int flush_shard(out_state *s, int split, v3_err *err) {
     v3_shard_writer *w = &s->w[split];
-    if (w->n_docs == 0) return V3_OK;
+    if (!v3_shard_writer_is_open(w)) return V3_OK;
     if (s->n_shards == s->cap_shards) {
         int cap = s->cap_shards ? 2 * s->cap_shards : 16;
         shard_rec *r = realloc(s->shards, (size_t)cap * sizeof *r);
@@ -389,17 +405,15 @@ static int flush_shard(out_state *s, int split, v3_err *err) {
         s->cap_shards = cap;
     }
     shard_rec *r = &s->shards[s->n_shards];
-    snprintf(r->file, sizeof r->file, "%s-%05d.bin", split_names[split], s->next_index[split]);
+    shard_name(s, split, r->file, sizeof r->file);
     r->split = split;
     r->docs = w->n_docs;
     r->tokens = w->n_tokens;
     r->loss = w->n_loss;
     r->bytes = v3_shard_writer_bytes(w);
-    char path[4096];
-    int rc = path_join(path, sizeof path, s->o->out_dir, r->file, ".tmp", err);
-    if (rc) return rc;
     uint8_t d[32];
-    if ((rc = v3_shard_writer_flush(w, path, d, err))) return rc;
+    int rc = v3_shard_writer_finish(w, d, err);
+    if (rc) return rc;
     v3_sha256_hex(d, r->sha);
     s->next_index[split]++;
     s->n_shards++;
@@ -544,6 +558,7 @@ int v3_prepare_run(const v3_prepare_opts *o, const v3_encoder *enc, v3_prepare_s
     worker *ws = calloc((size_t)o->jobs, sizeof *ws);
     out_state out;
     memset(&out, 0, sizeof out);
+    out.w[0].fd = out.w[1].fd = -1; /* no shard open (free must not close fd 0) */
     out.o = o;
     if (!p.slots || !p.file_rows || !file_bad || !ws) {
         free(p.slots);
@@ -600,7 +615,7 @@ int v3_prepare_run(const v3_prepare_opts *o, const v3_encoder *enc, v3_prepare_s
                 continue;
             }
             int split = v3_split_of(o->seed, row, o->eval_fraction);
-            rc = v3_shard_writer_add(&out.w[split], b->ids + it->tok_off, b->mask + it->tok_off, it->n_tok, err);
+            rc = add_doc(&out, split, b->ids + it->tok_off, b->mask + it->tok_off, it->n_tok, err);
             if (rc) {
                 v3_err_prefix(err, "%s:%lld", o->inputs[it->file], (long long)it->line);
                 break;

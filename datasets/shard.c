@@ -20,47 +20,111 @@ _Static_assert(sizeof(v3_shard_header) == V3_SHARD_HEADER_SIZE, "shard header mu
 
 static uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
 
+#define TBUF (1u << 18) /* token ids per write: 1 MiB */
+
 int v3_shard_writer_init(v3_shard_writer *w, uint32_t vocab_size, v3_err *err) {
     memset(w, 0, sizeof *w);
+    w->fd = -1;
     w->vocab_size = vocab_size;
     w->cap_docs = 1024;
     w->docs = malloc(w->cap_docs * sizeof *w->docs);
-    if (!w->docs) return v3_errf(err, V3_ENOMEM, "shard writer: out of memory");
+    w->tbuf = malloc(TBUF * sizeof *w->tbuf);
+    if (!w->docs || !w->tbuf) {
+        v3_shard_writer_free(w);
+        return v3_errf(err, V3_ENOMEM, "shard writer: out of memory");
+    }
     w->docs[0] = 0;
     return V3_OK;
 }
 
+static void abandon(v3_shard_writer *w) {
+    if (w->fd < 0) return;
+    close(w->fd);
+    unlink(w->path);
+    w->fd = -1;
+}
+
 void v3_shard_writer_free(v3_shard_writer *w) {
     if (!w) return;
-    free(w->tokens);
+    abandon(w);
+    free(w->tbuf);
     free(w->mask);
     free(w->docs);
     memset(w, 0, sizeof *w);
+    w->fd = -1;
+}
+
+static int write_all(int fd, const void *p, size_t n, const char *path, v3_err *err) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return v3_errf(err, V3_EIO, "%s: write failed: %s", path, strerror(errno));
+        c += k;
+        n -= (size_t)k;
+    }
+    return V3_OK;
+}
+
+int v3_shard_writer_begin(v3_shard_writer *w, const char *path, v3_err *err) {
+    if (w->fd >= 0) return v3_errf(err, V3_EINVAL, "%s: shard writer already has %s open", path, w->path);
+    if ((size_t)snprintf(w->path, sizeof w->path, "%s", path) >= sizeof w->path)
+        return v3_errf(err, V3_EINVAL, "%s: path too long", path);
+    w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (w->fd < 0) return v3_errf(err, V3_EIO, "%s: cannot create: %s", path, strerror(errno));
+    /* a zero header until finish: a crash leaves a file every reader rejects (bad magic) */
+    static const uint8_t zero_header[V3_SHARD_HEADER_SIZE] = {0};
+    int rc = write_all(w->fd, zero_header, sizeof zero_header, path, err);
+    if (rc) {
+        abandon(w);
+        return rc;
+    }
+    v3_sha256_init(&w->sha);
+    w->n_tokens = w->n_docs = w->tbuf_n = 0;
+    w->n_loss = 0;
+    w->docs[0] = 0;
+    return V3_OK;
+}
+
+static int drain(v3_shard_writer *w, v3_err *err) {
+    if (w->tbuf_n == 0) return V3_OK;
+    v3_sha256_update(&w->sha, w->tbuf, w->tbuf_n * sizeof *w->tbuf);
+    int rc = write_all(w->fd, w->tbuf, w->tbuf_n * sizeof *w->tbuf, w->path, err);
+    w->tbuf_n = 0;
+    return rc;
 }
 
 int v3_shard_writer_add(v3_shard_writer *w, const uint32_t *ids, const uint8_t *mask, size_t n,
                         v3_err *err) {
-    if (n == 0) return v3_errf(err, V3_EINVAL, "shard writer: empty document");
+    if (w->fd < 0) return v3_errf(err, V3_EINVAL, "shard writer: no shard open (call begin)");
+    if (n == 0) return v3_errf(err, V3_EINVAL, "%s: empty document", w->path);
     for (size_t i = 0; i < n; i++)
         if (w->vocab_size && ids[i] >= w->vocab_size)
-            return v3_errf(err, V3_ERANGE, "shard writer: token id %u >= vocab size %u", ids[i], w->vocab_size);
+            return v3_errf(err, V3_ERANGE, "%s: token id %u >= vocab size %u", w->path, ids[i], w->vocab_size);
     if (w->n_tokens + n > w->cap_tokens) {
         size_t cap = w->cap_tokens ? w->cap_tokens : 1 << 16;
         while (cap < w->n_tokens + n) cap *= 2;
-        uint32_t *t = realloc(w->tokens, cap * sizeof *t);
-        if (t) w->tokens = t;
         uint8_t *m = realloc(w->mask, cap);
-        if (m) w->mask = m;
-        if (!t || !m) return v3_errf(err, V3_ENOMEM, "shard writer: out of memory for %zu tokens", cap);
+        if (!m) return v3_errf(err, V3_ENOMEM, "%s: out of memory for %zu tokens", w->path, cap);
+        w->mask = m;
         w->cap_tokens = cap;
     }
     if (w->n_docs + 2 > w->cap_docs) {
         uint64_t *d = realloc(w->docs, 2 * w->cap_docs * sizeof *d);
-        if (!d) return v3_errf(err, V3_ENOMEM, "shard writer: out of memory");
+        if (!d) return v3_errf(err, V3_ENOMEM, "%s: out of memory", w->path);
         w->docs = d;
         w->cap_docs *= 2;
     }
-    memcpy(w->tokens + w->n_tokens, ids, n * sizeof *ids);
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < TBUF - w->tbuf_n ? n - done : TBUF - w->tbuf_n;
+        memcpy(w->tbuf + w->tbuf_n, ids + done, k * sizeof *ids);
+        w->tbuf_n += k;
+        done += k;
+        if (w->tbuf_n == TBUF) {
+            int rc = drain(w, err);
+            if (rc) return rc;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         uint8_t m = mask ? (mask[i] != 0) : 1;
         w->mask[w->n_tokens + i] = m;
@@ -84,19 +148,8 @@ uint64_t v3_shard_writer_bytes(const v3_shard_writer *w) {
     return h.file_size;
 }
 
-static int write_all(int fd, const void *p, size_t n, const char *path, v3_err *err) {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return v3_errf(err, V3_EIO, "%s: write failed: %s", path, strerror(errno));
-        c += k;
-        n -= (size_t)k;
-    }
-    return V3_OK;
-}
-
-int v3_shard_writer_flush(v3_shard_writer *w, const char *path, uint8_t digest[32], v3_err *err) {
+int v3_shard_writer_finish(v3_shard_writer *w, uint8_t digest[32], v3_err *err) {
+    if (w->fd < 0) return v3_errf(err, V3_EINVAL, "shard writer: no shard open");
     v3_shard_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, V3_SHARD_MAGIC, 8);
@@ -109,27 +162,27 @@ int v3_shard_writer_flush(v3_shard_writer *w, const char *path, uint8_t digest[3
     layout(&h, w->n_docs, w->n_tokens);
     static const uint8_t zeros[8] = {0};
     size_t pad = (size_t)(h.docs_off - (h.mask_off + w->n_tokens));
-
-    v3_sha256_ctx s;
-    v3_sha256_init(&s);
-    v3_sha256_update(&s, w->tokens, 4 * w->n_tokens);
-    v3_sha256_update(&s, w->mask, w->n_tokens);
-    v3_sha256_update(&s, zeros, pad);
-    v3_sha256_update(&s, w->docs, 8 * (w->n_docs + 1));
-    v3_sha256_final(&s, h.sha256);
-
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return v3_errf(err, V3_EIO, "%s: cannot create: %s", path, strerror(errno));
-    int rc = write_all(fd, &h, sizeof h, path, err);
-    if (!rc) rc = write_all(fd, w->tokens, 4 * w->n_tokens, path, err);
-    if (!rc) rc = write_all(fd, w->mask, w->n_tokens, path, err);
-    if (!rc) rc = write_all(fd, zeros, pad, path, err);
-    if (!rc) rc = write_all(fd, w->docs, 8 * (w->n_docs + 1), path, err);
-    if (!rc && fsync(fd) != 0) rc = v3_errf(err, V3_EIO, "%s: fsync failed: %s", path, strerror(errno));
-    if (close(fd) != 0 && !rc) rc = v3_errf(err, V3_EIO, "%s: close failed: %s", path, strerror(errno));
+    int rc = drain(w, err);
+    v3_sha256_update(&w->sha, w->mask, w->n_tokens);
+    v3_sha256_update(&w->sha, zeros, pad);
+    v3_sha256_update(&w->sha, w->docs, 8 * (w->n_docs + 1));
+    v3_sha256_final(&w->sha, h.sha256);
+    if (!rc) rc = write_all(w->fd, w->mask, w->n_tokens, w->path, err);
+    if (!rc) rc = write_all(w->fd, zeros, pad, w->path, err);
+    if (!rc) rc = write_all(w->fd, w->docs, 8 * (w->n_docs + 1), w->path, err);
+    /* the header goes last, so a file is recognisable as a shard only once it is complete */
+    if (!rc && pwrite(w->fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        rc = v3_errf(err, V3_EIO, "%s: header write failed: %s", w->path, strerror(errno));
+    if (!rc && fsync(w->fd) != 0) rc = v3_errf(err, V3_EIO, "%s: fsync failed: %s", w->path, strerror(errno));
     if (rc) {
-        unlink(path);
+        abandon(w);
         return rc;
+    }
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) {
+        unlink(w->path);
+        return v3_errf(err, V3_EIO, "%s: close failed: %s", w->path, strerror(errno));
     }
     if (digest) memcpy(digest, h.sha256, 32);
     w->n_tokens = 0;

@@ -6,8 +6,7 @@
  *   mask_off        uint8 loss mask, 0 or 1     [n_tokens]   (1 = the token is a training target)
  *   docs_off        uint64 document offsets     [n_docs + 1] (8-aligned; 0 first, n_tokens last)
  *
- * The header carries a SHA-256 of every byte after it, so a reader detects any corruption. The
- * writer holds one shard in memory (the caller rolls over at a size) and writes it in one go. */
+ * The header carries a SHA-256 of every byte after it, so a reader detects any corruption. */
 #ifndef V3_SHARD_H
 #define V3_SHARD_H
 
@@ -15,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/sha256.h"
 
 #define V3_SHARD_MAGIC "V3TOKSHD"
 #define V3_SHARD_VERSION 1u
@@ -39,8 +39,16 @@ typedef struct v3_shard_header {
     uint8_t reserved[16];
 } v3_shard_header;
 
+/* Writes one shard at a time, streaming: token ids go to the file as documents arrive (through
+ * a 1 MiB buffer, hashed on the way), while the loss mask (1 byte/token) and the document
+ * offsets are held until finish, which appends them and writes the header last. So memory is a
+ * fifth of the shard size, and a file without a valid header/checksum is all a crash can leave. */
 typedef struct v3_shard_writer {
-    uint32_t *tokens;   /* [n_tokens] */
+    int fd;             /* -1 when no shard is open */
+    char path[4096];
+    v3_sha256_ctx sha;  /* running hash of the payload written so far */
+    uint32_t *tbuf;     /* [V3_SHARD_TBUF] token ids not yet written */
+    size_t tbuf_n;
     uint8_t *mask;      /* [n_tokens] */
     uint64_t *docs;     /* [n_docs + 1] */
     size_t n_tokens, cap_tokens;
@@ -50,15 +58,20 @@ typedef struct v3_shard_writer {
 } v3_shard_writer;
 
 int v3_shard_writer_init(v3_shard_writer *w, uint32_t vocab_size, v3_err *err);
+/* Closes and deletes a shard still open (an unfinished file is never left behind). */
 void v3_shard_writer_free(v3_shard_writer *w);
-/* Appends one document (n >= 1 tokens). mask may be NULL (all ones). */
+/* Starts a shard at path (created or truncated). The caller gives a temporary name and renames
+ * once the whole run succeeded. */
+int v3_shard_writer_begin(v3_shard_writer *w, const char *path, v3_err *err);
+static inline int v3_shard_writer_is_open(const v3_shard_writer *w) { return w->fd >= 0; }
+/* Appends one document (n >= 1 tokens) to the open shard. mask may be NULL (all ones). */
 int v3_shard_writer_add(v3_shard_writer *w, const uint32_t *ids, const uint8_t *mask, size_t n,
                         v3_err *err);
-/* Writes the held documents to path (created or truncated, fsync'd) and empties the writer for
- * the next shard. The caller gives a temporary name and renames once the whole run succeeded.
- * digest (may be NULL) receives the payload SHA-256. */
-int v3_shard_writer_flush(v3_shard_writer *w, const char *path, uint8_t digest[32], v3_err *err);
-/* Bytes the held documents will take on disk. */
+/* Completes the open shard (mask, offsets, header with the checksum; fsync; close) and empties
+ * the writer for the next one. digest (may be NULL) receives the payload SHA-256. On failure the
+ * file is deleted. */
+int v3_shard_writer_finish(v3_shard_writer *w, uint8_t digest[32], v3_err *err);
+/* Bytes the open shard will take on disk once finished. */
 uint64_t v3_shard_writer_bytes(const v3_shard_writer *w);
 
 /* A shard opened read-only through mmap. */

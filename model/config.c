@@ -71,7 +71,9 @@ static int get_int(jctx *j, json_t *obj, const char *key, int64_t *out, int null
         *out = json_integer_value(v);
         return V3_OK;
     }
-    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v))) {
+    /* the range check comes first: converting an out-of-range double to int64 is undefined */
+    if (json_is_real(v) && fabs(json_real_value(v)) < 9.0e15 &&
+        json_real_value(v) == floor(json_real_value(v))) {
         *out = (int64_t)json_real_value(v);
         return V3_OK;
     }
@@ -331,9 +333,22 @@ int v3_config_validate(const v3_config *c, v3_err *err) {
     do {                                                         \
         if (!(cond)) return v3_errf(err, V3_EINVAL, __VA_ARGS__); \
     } while (0)
-    REQ(c->vocab_size > 0 && c->vocab_size <= (1 << 30), "vocab_size %lld out of range",
+    /* Upper bounds keep every derived count (parameters, bytes) far from int64 overflow; they
+     * are two orders of magnitude past the largest released model. */
+    REQ(c->vocab_size > 0 && c->vocab_size <= (1 << 24), "vocab_size %lld out of range",
         (long long)c->vocab_size);
-    REQ(c->hidden_size > 0, "hidden_size must be positive");
+    REQ(c->hidden_size > 0 && c->hidden_size <= (1 << 20), "hidden_size %lld out of range",
+        (long long)c->hidden_size);
+    REQ(c->intermediate_size >= 0 && c->intermediate_size <= (1 << 22),
+        "intermediate_size %lld out of range", (long long)c->intermediate_size);
+    REQ(c->moe_intermediate_size >= 0 && c->moe_intermediate_size <= (1 << 22),
+        "moe_intermediate_size %lld out of range", (long long)c->moe_intermediate_size);
+    REQ(c->n_head <= 4096 && c->q_lora_rank <= (1 << 20) && c->kv_lora_rank <= (1 << 20) &&
+            c->qk_nope_head_dim <= 4096 && c->qk_rope_head_dim <= 4096 && c->v_head_dim <= 4096,
+        "attention dimensions out of range");
+    REQ(c->n_routed_experts >= 0 && c->n_routed_experts <= 65536 && c->n_shared_experts <= 1024,
+        "expert counts out of range");
+    REQ(c->max_position_embeddings > 0, "max_position_embeddings must be positive");
     REQ(c->n_layer > 0 && c->n_layer <= 4096, "num_hidden_layers %d out of range", c->n_layer);
     REQ(c->n_head > 0, "num_attention_heads must be positive");
     REQ(c->q_lora_rank >= 0, "q_lora_rank must be >= 0 or null");

@@ -41,15 +41,13 @@ static float *ptr(const v3_model *m, float *base, const char *fmt, int l, int e)
     return base + m->table.p[i].offset;
 }
 
-/* gate_proj and up_proj must be adjacent to form one [2I, C] matrix (params.c's order) */
-static int adjacent(const v3_model *m, const char *gate_fmt, int l, int e, v3_err *err) {
-    char g[128], u[128];
-    if (e >= 0) snprintf(g, sizeof g, gate_fmt, l, e); else snprintf(g, sizeof g, gate_fmt, l);
-    snprintf(u, sizeof u, "%s", g);
-    char *p = strstr(u, "gate_proj");
-    if (!p) return v3_errf(err, V3_EINVAL, "internal: %s", g);
-    memcpy(p, "up_p", 4); /* "gate_proj" -> "up_proj" keeps the rest of the name */
-    memmove(p + 4, p + 6, strlen(p + 6) + 1);
+/* gate_proj and up_proj must be adjacent to form one [2I, C] matrix (params.c's order).
+ * prefix_fmt names the FFN, e.g. "model.layers.%d.mlp.experts.%d". */
+static int adjacent(const v3_model *m, const char *prefix_fmt, int l, int e, v3_err *err) {
+    char pre[96], g[128], u[128]; /* names are at most 95 chars (params.h) */
+    if (e >= 0) snprintf(pre, sizeof pre, prefix_fmt, l, e); else snprintf(pre, sizeof pre, prefix_fmt, l);
+    snprintf(g, sizeof g, "%s.gate_proj.weight", pre);
+    snprintf(u, sizeof u, "%s.up_proj.weight", pre);
     int ig = v3_params_find(&m->table, g), iu = v3_params_find(&m->table, u);
     if (ig < 0 || iu < 0 || m->table.p[iu].offset != m->table.p[ig].offset + m->table.p[ig].numel)
         return v3_errf(err, V3_EINVAL, "parameter table: %s and %s are not adjacent", g, u);
@@ -72,7 +70,7 @@ static int layer_ptrs(v3_model *m, float *base, int l, v3_layer_w *w, int is_gra
     if (!is_moe(m, l)) {
         w->gate_up = ptr(m, base, "model.layers.%d.mlp.gate_proj.weight", l, -1);
         w->down = ptr(m, base, "model.layers.%d.mlp.down_proj.weight", l, -1);
-        return adjacent(m, "model.layers.%d.mlp.gate_proj.weight", l, -1, err);
+        return adjacent(m, "model.layers.%d.mlp", l, -1, err);
     }
     w->router = ptr(m, base, "model.layers.%d.mlp.gate.weight", l, -1);
     if (!is_grad) w->bias = ptr(m, base, "model.layers.%d.mlp.gate.e_score_correction_bias", l, -1);
@@ -83,13 +81,13 @@ static int layer_ptrs(v3_model *m, float *base, int l, v3_layer_w *w, int is_gra
     for (int e = 0; e < E; e++) {
         w->exp_gate_up[e] = ptr(m, base, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
         w->exp_down[e] = ptr(m, base, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
-        int rc = adjacent(m, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e, err);
+        int rc = adjacent(m, "model.layers.%d.mlp.experts.%d", l, e, err);
         if (rc) return rc;
     }
     if (c->n_shared_experts > 0) {
         w->sh_gate_up = ptr(m, base, "model.layers.%d.mlp.shared_experts.gate_proj.weight", l, -1);
         w->sh_down = ptr(m, base, "model.layers.%d.mlp.shared_experts.down_proj.weight", l, -1);
-        return adjacent(m, "model.layers.%d.mlp.shared_experts.gate_proj.weight", l, -1, err);
+        return adjacent(m, "model.layers.%d.mlp.shared_experts", l, -1, err);
     }
     return V3_OK;
 }
@@ -270,9 +268,10 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
             return v3_errf(err, V3_EUNSUPPORTED, "model: MTP depth %d (only depth 1 is implemented)",
                            cfg->num_nextn_predict_layers);
     }
-    if (cfg->n_routed_experts > 0 && cfg->n_group > 1 &&
-        cfg->n_routed_experts / cfg->n_group < 2)
-        return v3_errf(err, V3_EUNSUPPORTED, "model: groups of one expert (group score is a top-2 sum)");
+    if (!cfg->rope_interleave)
+        return v3_errf(err, V3_EUNSUPPORTED,
+                       "model: rope_interleave false (half-split rope rows) is not supported; the "
+                       "rope op rotates interleaved pairs as the released checkpoints store them");
     m->n_layers_total = cfg->n_layer + (m->opt.mtp ? 1 : 0);
     int LT = m->n_layers_total;
 

@@ -5,160 +5,339 @@
  * shapes (K = N = 64), because OpenBLAS picks different micro-kernels and K-splits by problem size
  * and thread partition. The rollout engine needs the logprob of a token to be bit-identical whether
  * it was computed alone (decoding) or in a batch (the trainer's recompute), so this file computes
- * every element C[i,j] by ONE fixed sequence: acc = 0; for k = 0..K-1: acc = acc + a(i,k)*b(k,j)
- * (separate multiply and add: the ISO C mode we compile in keeps GCC from contracting them into
- * FMAs; a build that contracts anyway changes the bits, not the invariance, since every row runs
- * the same kernel), then C = alpha*acc (+ beta*C). Tiling, packing, padding rows/columns and
- * threading only decide WHICH thread runs that sequence, never its order, so the result is
- * independent of M, of the row's position, of the thread count and of the vector width.
- * tests/unit/test_ops.c checks this bitwise; bench/bench_gemm.c shows both effects side by side.
- * The price is speed (a few tens of GFLOP/s per core, several times below OpenBLAS); the CPU
- * backend is the reference and the small-model path, the GPU backend is the fast one. */
+ * every element C[i,j] by ONE fixed sequence:
+ *     acc = 0; for k = 0..K-1: acc = acc + a(i,k)*b(k,j);   C = alpha*acc (+ beta*C)
+ * with a rounded product and then a rounded sum (never an FMA). Tiling, K-blocking (the float
+ * accumulator is parked in a buffer between K blocks, which does not change its value), packing,
+ * padding rows/columns and threading only decide WHICH thread runs that sequence and when, never
+ * its order, so the result is independent of M, of the row's position, of the thread count, of
+ * how problems are grouped and of the vector width. tests/unit/test_ops.c checks this bitwise;
+ * bench/bench_gemm.c shows it beside OpenBLAS and checks that both micro-kernels agree.
+ *
+ * Structure: every call (plain, strided-batched, grouped) becomes a list of problems, each cut
+ * into tiles of rows × columns; one OpenMP region runs all tiles of all problems (dynamic
+ * schedule). A tile walks K in blocks of KC; per block, for each 16-column strip of op(B) (read in
+ * place when B is not transposed, else packed into a per-thread L1-sized buffer), a 6×16
+ * micro-kernel runs over the tile's rows. op(A) is never packed: rows of A (or columns, when
+ * transposed) are read in place, one broadcast per row and k. */
+#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_internal.h"
 
-enum { MR = 6, NR = 8, NB = 128, MCHUNK = 96 }; /* MCHUNK: a multiple of MR */
+/* The portable micro-kernel and the epilogue must not be contracted into FMAs (they would be
+ * under -march=native with GNU C's default -ffp-contract=fast): that would change their bits and
+ * break the scalar == AVX2 guarantee. ISO C mode (our CMake default) already implies this. */
+#pragma GCC optimize("fp-contract=off")
 
-/* Panel of op(B) columns [j0, j0+nb) as strips of NR columns: bp[s][k][NR], zero-padded. */
-static void pack_b(const float *B, int64_t ldb, int transB, int64_t K, int64_t j0, int64_t nb,
-                   float *bp) {
-    int64_t ns = (nb + NR - 1) / NR;
-    for (int64_t s = 0; s < ns; s++) {
-        float *dst = bp + s * K * NR;
-        int64_t jw = nb - s * NR < NR ? nb - s * NR : NR;
-        for (int64_t k = 0; k < K; k++) {
-            float *d = dst + k * NR;
-            int64_t jj = 0;
-            if (!transB) {
-                const float *src = B + k * ldb + j0 + s * NR;
-                for (; jj < jw; jj++) d[jj] = src[jj];
-            } else {
-                const float *src = B + (j0 + s * NR) * ldb + k;
-                for (; jj < jw; jj++) d[jj] = src[jj * ldb];
-            }
-            for (; jj < NR; jj++) d[jj] = 0.0f;
-        }
-    }
-}
+enum {
+    MR = 6,   /* rows per micro-tile */
+    NR = 16,  /* columns per micro-tile (two AVX2 vectors) */
+    MC = 96,  /* rows per tile (a multiple of MR) */
+    NC = 256, /* columns per tile (a multiple of NR) */
+    KC = 256, /* K block when K > KMAX1 */
+    KMAX1 = 640 /* K up to this runs as one block */
+};
 
-/* out[r][j] = Σ_k a_r(k) · bp[k][j], k in increasing order; a_r(k) = ar[r][k*aks].
- * Written out for MR = 6 rows with a local accumulator so that the compiler keeps the 6×8 tile
- * in registers (measured ~3x faster than a generic loop nest). Cloned for AVX2, chosen at load
- * time: wider vectors only, no FMA, so both clones perform the same per-element operations and
- * give the same bits. */
-_Static_assert(MR == 6, "ukernel is written out for 6 rows");
-__attribute__((target_clones("avx2", "default")))
-static void ukernel(int64_t K, const float *const ar[MR], int64_t aks, const float *bp,
-                    float out[MR][NR]) {
-    float acc[MR][NR];
+/* ---------------------------------------------------------------- micro-kernels */
+
+/* acc[MR][NR] (=, or += when load) Σ_k ar[r][k*aks] · b[k*bks + j], k = 0..kc-1 in order.
+ * Both versions perform, per element and k, one rounded multiply then one rounded add. */
+typedef void ukernel_fn(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
+                        int64_t bks, float *acc, int load);
+
+static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
+                           int64_t bks, float *acc, int load) {
+    float c[MR][NR];
     for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) acc[r][j] = 0.0f;
-    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
-    for (int64_t k = 0; k < K; k++) {
-        const float *b = bp + k * NR;
-        int64_t o = k * aks;
-        float v0 = a0[o], v1 = a1[o], v2 = a2[o], v3 = a3[o], v4 = a4[o], v5 = a5[o];
-#pragma omp simd
-        for (int j = 0; j < NR; j++) {
-            acc[0][j] += v0 * b[j];
-            acc[1][j] += v1 * b[j];
-            acc[2][j] += v2 * b[j];
-            acc[3][j] += v3 * b[j];
-            acc[4][j] += v4 * b[j];
-            acc[5][j] += v5 * b[j];
+        for (int j = 0; j < NR; j++) c[r][j] = load ? acc[r * NR + j] : 0.0f;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *bk = b + k * bks;
+        for (int r = 0; r < MR; r++) {
+            float a = ar[r][k * aks];
+            for (int j = 0; j < NR; j++) {
+                float p = a * bk[j];
+                c[r][j] = c[r][j] + p;
+            }
         }
     }
-    memcpy(out, acc, sizeof acc);
+    memcpy(acc, c, sizeof c);
 }
 
-/* Rows [i0, i1) of C against the packed panel of columns [j0, j0+nb). */
-static void run_rows(int transA, int64_t i0, int64_t i1, int64_t j0, int64_t nb, int64_t K,
-                     float alpha, const float *A, int64_t lda, const float *bp, float beta,
-                     float *C, int64_t ldc) {
-    int64_t aks = transA ? lda : 1;
-    float acc[MR][NR];
-    for (int64_t i = i0; i < i1; i += MR) {
-        int64_t mr = i1 - i < MR ? i1 - i : MR;
-        const float *ar[MR];
-        for (int r = 0; r < MR; r++) {
-            int64_t row = i + (r < mr ? r : 0); /* missing rows recompute row i: discarded */
-            ar[r] = transA ? A + row : A + row * lda;
+#if defined(__x86_64__) || defined(__i386__)
+#define V3_HAVE_AVX2_KERNEL 1
+/* target "avx2" only (no "fma"): the compiler cannot fuse the _mm256_mul_ps/_mm256_add_ps pairs. */
+__attribute__((target("avx2"))) static void ukernel_avx2(int64_t kc, const float *const ar[MR],
+                                                         int64_t aks, const float *b, int64_t bks,
+                                                         float *acc, int load) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_loadu_ps(acc + 0), c01 = _mm256_loadu_ps(acc + 8);
+        c10 = _mm256_loadu_ps(acc + 16), c11 = _mm256_loadu_ps(acc + 24);
+        c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);
+        c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);
+        c40 = _mm256_loadu_ps(acc + 64), c41 = _mm256_loadu_ps(acc + 72);
+        c50 = _mm256_loadu_ps(acc + 80), c51 = _mm256_loadu_ps(acc + 88);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        b += bks;
+        __m256 a;
+        a = _mm256_broadcast_ss(a0);
+        c00 = _mm256_add_ps(c00, _mm256_mul_ps(a, b0));
+        c01 = _mm256_add_ps(c01, _mm256_mul_ps(a, b1));
+        a = _mm256_broadcast_ss(a1);
+        c10 = _mm256_add_ps(c10, _mm256_mul_ps(a, b0));
+        c11 = _mm256_add_ps(c11, _mm256_mul_ps(a, b1));
+        a = _mm256_broadcast_ss(a2);
+        c20 = _mm256_add_ps(c20, _mm256_mul_ps(a, b0));
+        c21 = _mm256_add_ps(c21, _mm256_mul_ps(a, b1));
+        a = _mm256_broadcast_ss(a3);
+        c30 = _mm256_add_ps(c30, _mm256_mul_ps(a, b0));
+        c31 = _mm256_add_ps(c31, _mm256_mul_ps(a, b1));
+        a = _mm256_broadcast_ss(a4);
+        c40 = _mm256_add_ps(c40, _mm256_mul_ps(a, b0));
+        c41 = _mm256_add_ps(c41, _mm256_mul_ps(a, b1));
+        a = _mm256_broadcast_ss(a5);
+        c50 = _mm256_add_ps(c50, _mm256_mul_ps(a, b0));
+        c51 = _mm256_add_ps(c51, _mm256_mul_ps(a, b1));
+        a0 += aks, a1 += aks, a2 += aks, a3 += aks, a4 += aks, a5 += aks;
+    }
+    _mm256_storeu_ps(acc + 0, c00), _mm256_storeu_ps(acc + 8, c01);
+    _mm256_storeu_ps(acc + 16, c10), _mm256_storeu_ps(acc + 24, c11);
+    _mm256_storeu_ps(acc + 32, c20), _mm256_storeu_ps(acc + 40, c21);
+    _mm256_storeu_ps(acc + 48, c30), _mm256_storeu_ps(acc + 56, c31);
+    _mm256_storeu_ps(acc + 64, c40), _mm256_storeu_ps(acc + 72, c41);
+    _mm256_storeu_ps(acc + 80, c50), _mm256_storeu_ps(acc + 88, c51);
+}
+#endif
+
+static int force_scalar; /* bench/test switch, see cpu_internal.h */
+
+void cpu_gemm_force_scalar(int on) { force_scalar = on; }
+
+static ukernel_fn *pick_ukernel(void) {
+#ifdef V3_HAVE_AVX2_KERNEL
+    if (!force_scalar && __builtin_cpu_supports("avx2")) return ukernel_avx2;
+#endif
+    return ukernel_scalar;
+}
+
+/* ---------------------------------------------------------------- problems and tiles */
+
+/* One problem C[M,N] = alpha op(A) op(B) + beta C, cut into n_ib × n_jb tiles of mc × nc. */
+typedef struct gemm_prob {
+    int transA, transB;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A; int64_t lda; /* [M, K], or [K, M] when transA */
+    const float *B; int64_t ldb; /* [K, N], or [N, K] when transB */
+    float *C; int64_t ldc;       /* [M, N] */
+    int64_t mc, nc, n_ib, n_jb;
+    int64_t task0; /* index of its first tile in the call's tile list */
+} gemm_prob;
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* Tile sizes: MC × NC, shrunk (columns first) until the call has about 4 tiles per thread.
+ * Any tiling gives the same bits; this only balances the threads. */
+static void plan_tiles(gemm_prob *p, int64_t min_tiles) {
+    p->mc = p->M < MC ? round_up(p->M, MR) : MC;
+    p->nc = p->N < NC ? round_up(p->N, NR) : NC;
+    for (;;) {
+        p->n_ib = (p->M + p->mc - 1) / p->mc;
+        p->n_jb = (p->N + p->nc - 1) / p->nc;
+        if (p->n_ib * p->n_jb >= min_tiles) break;
+        if (p->nc > 2 * NR) p->nc = round_up(p->nc / 2, NR);
+        else if (p->mc > 2 * MR) p->mc = round_up(p->mc / 2, MR);
+        else break;
+    }
+}
+
+/* Strip of op(B): rows k0..k0+kc, columns j0..j0+jw (jw <= NR), as bp[k][NR], zero-padded. */
+static void pack_strip(const gemm_prob *p, int64_t k0, int64_t kc, int64_t j0, int64_t jw,
+                       float *bp) {
+    if (!p->transB) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = p->B + (k0 + k) * p->ldb + j0;
+            float *d = bp + k * NR;
+            int64_t j = 0;
+            for (; j < jw; j++) d[j] = src[j];
+            for (; j < NR; j++) d[j] = 0.0f;
         }
-        for (int64_t s = 0; s * NR < nb; s++) {
-            ukernel(K, ar, aks, bp + s * K * NR, acc);
-            int64_t jw = nb - s * NR < NR ? nb - s * NR : NR;
-            for (int64_t r = 0; r < mr; r++) {
-                float *c = C + (i + r) * ldc + j0 + s * NR;
-                if (beta == 0.0f)
-                    for (int64_t j = 0; j < jw; j++) c[j] = alpha * acc[r][j];
-                else
-                    for (int64_t j = 0; j < jw; j++) c[j] = alpha * acc[r][j] + beta * c[j];
+        return;
+    }
+    /* B is [N, K]: column j of op(B) is row j of B, contiguous in k */
+    if (jw < NR) memset(bp, 0, (size_t)(kc * NR) * sizeof(float));
+    for (int64_t j = 0; j < jw; j++) {
+        const float *src = p->B + (j0 + j) * p->ldb + k0;
+        for (int64_t k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+    }
+}
+
+/* C rows i..i+mr, columns j..j+jw from the finished accumulator tile acc[MR][NR]. */
+static void store_tile(const gemm_prob *p, int64_t i, int64_t mr, int64_t j, int64_t jw,
+                       const float *acc) {
+    for (int64_t r = 0; r < mr; r++) {
+        float *c = p->C + (i + r) * p->ldc + j;
+        const float *a = acc + r * NR;
+        if (p->beta == 0.0f)
+            for (int64_t q = 0; q < jw; q++) c[q] = p->alpha * a[q];
+        else
+            for (int64_t q = 0; q < jw; q++) c[q] = p->alpha * a[q] + p->beta * c[q];
+    }
+}
+
+/* Per-thread scratch: one packed strip and the accumulators of one tile. */
+typedef struct scratch {
+    float *strip; /* [KMAX1][NR] */
+    float *acc;   /* [MC/MR * NC/NR][MR][NR] */
+} scratch;
+
+/* Tile (ib, jb) of problem p. */
+static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, ukernel_fn *uk, scratch *s) {
+    int64_t i0 = ib * p->mc, i1 = i0 + p->mc < p->M ? i0 + p->mc : p->M;
+    int64_t j0 = jb * p->nc, j1 = j0 + p->nc < p->N ? j0 + p->nc : p->N;
+    int64_t n_grp = (i1 - i0 + MR - 1) / MR;
+    int64_t K = p->K, kc = K <= KMAX1 ? K : KC;
+    int64_t ars = p->transA ? 1 : p->lda, aks = p->transA ? p->lda : 1;
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+        int64_t kb = K - k0 < kc ? K - k0 : kc;
+        int last = k0 + kb == K;
+        for (int64_t j = j0, sidx = 0; j < j1; j += NR, sidx++) {
+            int64_t jw = j1 - j < NR ? j1 - j : NR;
+            const float *b;
+            int64_t bks;
+            if (!p->transB && jw == NR) { /* read B in place: 16 contiguous floats per k */
+                b = p->B + k0 * p->ldb + j;
+                bks = p->ldb;
+            } else {
+                pack_strip(p, k0, kb, j, jw, s->strip);
+                b = s->strip;
+                bks = NR;
+            }
+            for (int64_t g = 0; g < n_grp; g++) {
+                int64_t i = i0 + g * MR, mr = i1 - i < MR ? i1 - i : MR;
+                const float *ar[MR];
+                for (int r = 0; r < MR; r++) /* missing rows recompute row i: discarded */
+                    ar[r] = p->A + (i + (r < mr ? r : 0)) * ars + k0 * aks;
+                float *acc = s->acc + (sidx * n_grp + g) * (MR * NR);
+                uk(kb, ar, aks, b, bks, acc, k0 > 0);
+                if (last) store_tile(p, i, mr, j, jw, acc);
             }
         }
     }
 }
+
+/* C = beta*C for a problem with K == 0 (BLAS semantics: beta == 0 ignores C's content). */
+static void scale_c(const gemm_prob *p) {
+    for (int64_t i = 0; i < p->M; i++)
+        for (int64_t j = 0; j < p->N; j++) {
+            float *c = p->C + i * p->ldc + j;
+            *c = p->beta == 0.0f ? 0.0f : p->beta * *c;
+        }
+}
+
+/* Runs n problems: all tiles of all problems in one parallel region. */
+static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
+    int nt = cpu_threads(ctx);
+    int64_t n_task = 0;
+    double flop = 0;
+    int64_t m = 0;
+    for (int64_t q = 0; q < n; q++) {
+        gemm_prob *p = &ps[q];
+        if (p->M <= 0 || p->N <= 0) continue;
+        if (p->K <= 0) {
+            scale_c(p);
+            continue;
+        }
+        ps[m++] = *p;
+        flop += 2.0 * p->M * p->N * p->K;
+    }
+    n = m;
+    if (n == 0) return;
+    /* tiles per problem: enough for the whole call to have ~4 tiles per thread */
+    int64_t want = 4 * (int64_t)nt;
+    for (int64_t q = 0; q < n; q++) {
+        gemm_prob *p = &ps[q];
+        int64_t share = (int64_t)(want * (2.0 * p->M * p->N * p->K) / flop + 0.999);
+        plan_tiles(p, share < 1 ? 1 : share);
+        p->task0 = n_task;
+        n_task += p->n_ib * p->n_jb;
+    }
+    ukernel_fn *uk = pick_ukernel();
+    int failed = 0;
+#pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 2e5)
+    {
+        scratch s = {malloc(sizeof(float) * KMAX1 * NR), malloc(sizeof(float) * MC * NC)};
+        if (!s.strip || !s.acc) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        int64_t q = 0;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < n_task; t++) {
+            if (!s.strip || !s.acc) continue;
+            while (q + 1 < n && ps[q + 1].task0 <= t) q++; /* tasks arrive in increasing t */
+            while (ps[q].task0 > t) q--;
+            const gemm_prob *p = &ps[q];
+            int64_t l = t - p->task0;
+            run_tile(p, l % p->n_ib, l / p->n_ib, uk, &s);
+        }
+        free(s.strip);
+        free(s.acc);
+    }
+    if (failed) v3k_fail(ctx, V3_ENOMEM, "cpu gemm: out of memory for per-thread scratch");
+}
+
+static gemm_prob make_prob(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc) {
+    return (gemm_prob){transA, transB, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc,
+                       0, 0, 0, 0, 0};
+}
+
+/* ---------------------------------------------------------------- the ops */
 
 void cpu_gemm(v3_kctx *ctx, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* BLAS semantics: C = beta*C, and beta == 0 ignores C's content */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return;
-    }
-    int nt = cpu_threads(ctx);
-    int64_t n_jb = (N + NB - 1) / NB;
-    /* split rows too when there are too few column panels to keep every thread busy */
-    int64_t mchunk = n_jb >= 2 * nt ? M : MCHUNK;
-    int64_t n_ib = (M + mchunk - 1) / mchunk;
-    int64_t n_task = n_jb * n_ib;
-    int64_t panel = K * ((NB + NR - 1) / NR) * NR;
-    int failed = 0;
-#pragma omp parallel num_threads(nt) if (n_task > 1 && M * N * K > 32768)
-    {
-        float *bp = malloc((size_t)panel * sizeof(float));
-        int64_t packed = -1;
-        if (!bp) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < n_task; t++) {
-            if (!bp) continue;
-            int64_t jb = t / n_ib, ib = t % n_ib;
-            int64_t j0 = jb * NB, nb = N - j0 < NB ? N - j0 : NB;
-            if (packed != jb) {
-                pack_b(B, ldb, transB, K, j0, nb, bp);
-                packed = jb;
-            }
-            int64_t i0 = ib * mchunk, i1 = i0 + mchunk < M ? i0 + mchunk : M;
-            run_rows(transA, i0, i1, j0, nb, K, alpha, A, lda, bp, beta, C, ldc);
-        }
-        free(bp);
-    }
-    if (failed) v3k_fail(ctx, V3_ENOMEM, "cpu gemm: out of memory for a %lld-float panel",
-                         (long long)panel);
+    gemm_prob p = make_prob(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    run_probs(ctx, &p, 1);
 }
+
+/* Runs a list of problems in chunks of at most 256 (bounded stack, no allocation). */
+typedef gemm_prob prob_chunk[256];
 
 void cpu_gemm_strided_batched(v3_kctx *ctx, int transA, int transB, int64_t M, int64_t N,
                               int64_t K, float alpha, const float *A, int64_t lda, int64_t sA,
                               const float *B, int64_t ldb, int64_t sB, float beta, float *C,
                               int64_t ldc, int64_t sC, int64_t batch) {
-    for (int64_t b = 0; b < batch; b++)
-        cpu_gemm(ctx, transA, transB, M, N, K, alpha, A + b * sA, lda, B + b * sB, ldb, beta,
-                 C + b * sC, ldc);
+    prob_chunk ps;
+    for (int64_t b0 = 0; b0 < batch; b0 += 256) {
+        int64_t nb = batch - b0 < 256 ? batch - b0 : 256;
+        for (int64_t b = 0; b < nb; b++)
+            ps[b] = make_prob(transA, transB, M, N, K, alpha, A + (b0 + b) * sA, lda,
+                              B + (b0 + b) * sB, ldb, beta, C + (b0 + b) * sC, ldc);
+        run_probs(ctx, ps, nb);
+    }
 }
 
 void cpu_gemm_grouped(v3_kctx *ctx, int transA, int transB, float alpha, float beta, int n,
                       const v3_gemm_desc *d) {
-    for (int g = 0; g < n; g++) {
-        int64_t M = d[g].M, N = d[g].N, K = d[g].K;
-        /* natural leading dimensions: the stored row length of each operand */
-        cpu_gemm(ctx, transA, transB, M, N, K, alpha, d[g].A, transA ? M : K, d[g].B,
-                 transB ? K : N, beta, d[g].C, N);
+    prob_chunk ps;
+    for (int g0 = 0; g0 < n; g0 += 256) {
+        int nb = n - g0 < 256 ? n - g0 : 256;
+        for (int g = 0; g < nb; g++) {
+            const v3_gemm_desc *e = &d[g0 + g];
+            /* natural leading dimensions: the stored row length of each operand */
+            ps[g] = make_prob(transA, transB, e->M, e->N, e->K, alpha, e->A, transA ? e->M : e->K,
+                              e->B, transB ? e->K : e->N, beta, e->C, e->N);
+        }
+        run_probs(ctx, ps, nb);
     }
 }

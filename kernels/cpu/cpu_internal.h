@@ -24,6 +24,9 @@ void cpu_gemm_strided_batched(v3_kctx *ctx, int transA, int transB, int64_t M, i
                               int64_t ldc, int64_t sC, int64_t batch);
 void cpu_gemm_grouped(v3_kctx *ctx, int transA, int transB, float alpha, float beta, int n,
                       const v3_gemm_desc *descs);
+/* Benches and tests only: 1 = use the portable micro-kernel even where AVX2 is available (both
+ * give the same bits; this is how that is checked), 0 = choose by the CPU (the default). */
+void cpu_gemm_force_scalar(int on);
 
 /* cpu_norm.c */
 void cpu_rmsnorm_fwd(v3_kctx *ctx, float *out, int64_t ldo, float *rstd, const float *x,

@@ -12,7 +12,8 @@ Given a directory from `v3tune init` (config.json + model.safetensors or shards 
 The result goes to a JSON file (default tests/golden/data/hf_load_check.json) with "ok".
 
 Run by hand:
-  v3tune init --preset tiny --out /tmp/v3init && python3 tests/golden/check_init_in_hf.py /tmp/v3init
+  v3tune init --preset tiny --out "$TMPDIR/v3init"
+  python3 tests/golden/check_init_in_hf.py "$TMPDIR/v3init"
 """
 import argparse
 import glob
@@ -83,7 +84,10 @@ def main():
     info = {k: sorted(str(x) for x in v) if isinstance(v, (list, set)) else str(v)
             for k, v in info.items()}
     res["loading_info"] = info
-    res["warnings"] = [str(w.message)[:2000] for w in wl] + cap.lines
+    # no machine paths in the committed result; ANSI colour codes of the load report removed
+    scrub = lambda m: re.sub(r"\x1b\[[0-9;]*m", "", m.replace(os.path.abspath(args.dir), "<dir>")
+                             .replace(args.dir, "<dir>"))
+    res["warnings"] = [scrub(str(w.message)[:2000]) for w in wl] + [scrub(x) for x in cap.lines]
     unexpected = info.get("unexpected_keys", [])
     res["unexpected_non_mtp"] = [k for k in unexpected if not mtp.match(k)]
     res["unexpected_mtp"] = len(unexpected) - len(res["unexpected_non_mtp"])

@@ -18,9 +18,11 @@ ref.safetensors holds (flat over the N packed tokens):
   in the checkpoint); for config "a" also the MTP reference (mtp.* below).
 
 Where HF v5 and the official DeepSeek code could differ, checked against transformers 5.x:
-  * group masking: v5's DeepseekV3TopkRouter masks excluded groups with -inf (as official); the
-    configs still keep every biased score positive (sigmoid + bias with |bias| < 0.3 of a
-    sigmoid near 0.5) so the 0.0-vs-(-inf) difference of older versions could not matter either;
+  * group masking: v5's DeepseekV3TopkRouter masks excluded groups with -inf, as the official
+    code does (older HF versions used 0.0, which differs when biased scores are negative), and
+    the group score is the sum of the group's top-2 biased scores, as official; so the golden
+    routing is the official one. Every group holds >= 2 experts (HF's topk(2) needs it);
+    the script asserts that the bias and the group limit each change some selections;
   * router GEMM: v5 computes it in fp32 (F.linear on fp32 casts) — the same as ours;
   * ties: torch.topk order is unspecified; the script asserts every selection (the K-th vs K+1-th
     allowed biased score, and the topk_group-th vs next group score) has a margin > 1e-4, so no
@@ -150,13 +152,11 @@ def check_router_margins(model, cfg):
         cs = c.sort(dim=-1, descending=True)[0]
         worst[0] = min(worst[0], (cs[:, K - 1] - cs[:, K]).min().item())
         # how often the bias and the group limit actually change the chosen set (must be > 0)
-        chosen = set(map(tuple, c.topk(K, -1)[1].sort(-1)[0].tolist()))
         plain = s.topk(K, -1)[1].sort(-1)[0]
         biased_only = (s + mod.e_score_correction_bias).topk(K, -1)[1].sort(-1)[0]
         sel = c.topk(K, -1)[1].sort(-1)[0]
         effect["bias"] += int((biased_only != plain).any(-1).sum())
         effect["group"] += int((sel != biased_only).any(-1).sum())
-        del chosen
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if type(m).__name__ == "DeepseekV3TopkRouter"]
     return worst, hs

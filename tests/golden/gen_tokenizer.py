@@ -9,6 +9,8 @@ Reads the DeepSeek-V3 tokenizer.json and every .json/.jsonl file under the share
       "F <relpath> <rows> <file_hash>"   a file header, then for each row
       "<bytes> <tokens> <hash>"           its UTF-8 byte length, token count and id hash.
   tests/golden/data/tok_edge.jsonl     hand-made edge cases with their full ids.
+  tests/golden/data/tok_decode.jsonl   random id sequences (partial UTF-8 bytes, added tokens) with
+                                       HF's decode, with and without special tokens.
 
 Row order (the C test enumerates the same way): files sorted by relative path (deepseek-v3/
 excluded); a .jsonl file is read line by line (blank lines skipped), a .json file is one
@@ -20,6 +22,7 @@ committed file small), the per-file hash is the full 64 bits over all ids of all
 """
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -114,6 +117,29 @@ def main():
     with open(os.path.join(OUT, "tok_edge.jsonl"), "w", encoding="utf-8") as f:
         for t, e in zip(EDGE, enc):
             f.write(json.dumps({"text": t, "ids": e.ids}, ensure_ascii=False) + "\n")
+
+    # decode corpus: random id sequences (any token, partial UTF-8 byte tokens, added tokens)
+    # with HF's decode with and without special tokens
+    rng = random.Random(1234)
+    byte_ids = [tok.token_to_id(c) for c in (chr(0x100 + k) for k in range(68)) if tok.token_to_id(c) is not None]
+    high_bytes = [tok.token_to_id(chr(b)) for b in range(0xA1, 0x100) if b != 0xAD]
+    with open(os.path.join(OUT, "tok_decode.jsonl"), "w", encoding="utf-8") as f:
+        for _ in range(300):
+            ids = []
+            for _ in range(rng.randrange(1, 12)):
+                kind = rng.randrange(5)
+                if kind == 0:
+                    ids.append(rng.randrange(0, 128000))
+                elif kind == 1:
+                    ids.append(rng.randrange(128000, 128815))
+                elif kind == 2:
+                    ids.append(rng.choice(byte_ids))
+                elif kind == 3:
+                    ids.append(rng.choice(high_bytes))
+                else:
+                    ids.append(rng.randrange(0, 3))
+            f.write(json.dumps({"ids": ids, "text": tok.decode(ids, skip_special_tokens=False),
+                                "text_skip": tok.decode(ids, skip_special_tokens=True)}, ensure_ascii=False) + "\n")
 
     lines = []
     n_rows = n_bytes = n_tok = 0

@@ -6,7 +6,9 @@
  *     and a batch of two documents gives each document's logits as if it ran alone;
  *   - bad batches are refused with a message (too many tokens, a doc_start that is not a
  *     document start, an out-of-vocabulary id), and backward without forward is refused;
- *   - the sequence-wise balance loss equals its definition (model-spec §7) recomputed here. */
+ *   - the sequence-wise balance loss equals its definition (model-spec §7) recomputed here;
+ *   - v3_model_sync_mtp_copies copies the shared embedding/head into the MTP module's copies.
+ * (CPU backend: params are host memory, compared directly.) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +86,28 @@ int main(void) {
         CHECK(m2.arena.planned > m1.arena.planned, "a larger token budget must grow the arena");
         v3_model_free(&m1);
         v3_model_free(&m2);
+    }
+
+    /* ---- the MTP module's physical copies of embed/head follow the main ones on sync ---- */
+    {
+        v3_model_options o = v3_model_default_options();
+        o.mtp = 1;
+        v3_model m;
+        CHECK_OK(v3_model_init(&m, &cfg, &ctx, 8, &o, &err), &err);
+        random_params(&m, &rng);
+        v3_model_sync_mtp_copies(&m);
+        int64_t n = cfg.vocab_size * cfg.hidden_size;
+        char name[96];
+        snprintf(name, sizeof name, "model.layers.%d.embed_tokens.weight", cfg.n_layer);
+        int ie = v3_params_find(&m.table, name);
+        snprintf(name, sizeof name, "model.layers.%d.shared_head.head.weight", cfg.n_layer);
+        int ih = v3_params_find(&m.table, name);
+        CHECK(ie >= 0 && ih >= 0, "MTP copies missing from the table");
+        if (ie >= 0 && ih >= 0) {
+            CHECK(memcmp(m.params + m.table.p[ie].offset, m.embed, (size_t)n * 4) == 0, "embed copy not synced");
+            CHECK(memcmp(m.params + m.table.p[ih].offset, m.head, (size_t)n * 4) == 0, "head copy not synced");
+        }
+        v3_model_free(&m);
     }
 
     /* ---- inference == training forward; packed documents == separate runs ---- */

@@ -285,6 +285,12 @@ static void test_resume(const char *path) {
           .completion = "x", .finish_reason = "timeout"}, NULL, &err) == V3_EINVAL,
           "bad finish reason refused at add time");
     CHECK_OK(v3_store_submit(s, b, NULL, &err), &err);
+    /* a late update: reward known, reference logprobs computed after the sample was queued */
+    static const float ref[1] = {-0.75f};
+    CHECK_OK(v3_store_batch_new(s, &b, &err), &err);
+    CHECK_OK(v3_store_batch_update_sample(b, &(v3_store_sample_update){.sample_id = 1,
+             .reward = 0.5, .advantage = NAN, .n_tokens = 1, .ref_logprobs = ref}, &err), &err);
+    CHECK_OK(v3_store_submit(s, b, NULL, &err), &err);
     /* closing without run_end leaves "running"; the next writer marks it interrupted */
     CHECK_OK(v3_store_close(s, &err), &err);
     CHECK_OK(v3_store_open(&s, path, V3_STORE_WRITE, &err), &err);
@@ -295,6 +301,9 @@ static void test_resume(const char *path) {
           "dead run marked interrupted");
     CHECK(sql_i64(v3_store_db(s), "SELECT count(*) FROM samples") == 9, "9 samples");
     CHECK(sql_i64(v3_store_db(s), "SELECT n_samples FROM runs WHERE id = 2") == 1, "run 2 counter");
+    CHECK(sql_i64(v3_store_db(s), "SELECT reward = 0.5 AND advantage = -1.5 AND ref_logprobs = "
+                                  "x'000040BF' AND length(trainer_logprobs) = 4 * 37 FROM samples "
+                                  "WHERE id = 1") == 1, "late update kept the other columns");
     CHECK_OK(v3_store_close(s, &err), &err);
 }
 

@@ -55,6 +55,52 @@ static void check_edge_corpus(const v3_tokenizer *tok) {
     CHECK(rows >= 90, "only %d edge rows", rows);
 }
 
+/* Random id sequences decoded by HF (tests/golden/gen_tokenizer.py), with and without special
+ * tokens: one-shot decode and the streaming decoder must both give HF's text. */
+static void check_decode_golden(const v3_tokenizer *tok) {
+    char path[4096];
+    t_source_path("tests/golden/data/tok_decode.jsonl", path, sizeof path);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    int rows = 0, equal = 0;
+    v3_err err = {0};
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, JSON_ALLOW_NUL, NULL);
+        CHECK(o != NULL, "%s:%d: bad JSON", path, rows + 1);
+        if (!o) continue;
+        json_t *a = json_object_get(o, "ids");
+        int32_t ids[64];
+        size_t n = json_array_size(a);
+        for (size_t i = 0; i < n && i < 64; i++) ids[i] = (int32_t)json_integer_value(json_array_get(a, i));
+        for (int skip = 0; skip < 2; skip++) {
+            json_t *w = json_object_get(o, skip ? "text_skip" : "text");
+            char *s = NULL, *acc = NULL;
+            size_t sn = 0, an = 0, acap = 0;
+            CHECK_OK(v3_tok_decode(tok, ids, n, skip, &s, &sn, &err), &err);
+            v3_tok_stream st;
+            v3_tok_stream_init(&st, tok, skip);
+            for (size_t i = 0; i < n; i++) CHECK_OK(v3_tok_stream_push(&st, ids[i], &acc, &an, &acap, &err), &err);
+            CHECK_OK(v3_tok_stream_flush(&st, &acc, &an, &acap, &err), &err);
+            size_t wn = json_string_length(w);
+            int ok = s && sn == wn && memcmp(s, json_string_value(w), wn) == 0 && an == wn &&
+                     (wn == 0 || memcmp(acc, s, wn) == 0);
+            CHECK(ok, "decode row %d skip=%d differs from HF", rows + 1, skip);
+            equal += ok;
+            free(s);
+            free(acc);
+        }
+        json_decref(o);
+        rows++;
+    }
+    free(line);
+    fclose(f);
+    printf("decode corpus: %d/%d decodes equal to HF (one-shot and streamed)\n", equal, 2 * rows);
+    CHECK(rows >= 300, "only %d decode rows", rows);
+}
+
 static void check_invalid_utf8(const v3_tokenizer *tok) {
     static const struct {
         const char *s;
@@ -211,6 +257,43 @@ static void check_stream(const v3_tokenizer *tok, uint64_t seed) {
     v3_tok_ids_free(&e);
 }
 
+/* The hand-written DeepSeek scanner against the Oniguruma regexes on random strings drawn from
+ * characters that sit on the regexes' class boundaries (letters, marks, digits of several
+ * scripts, CJK/kana, punctuation, symbols, every kind of whitespace, CR/LF, format chars). */
+static void check_scanner_vs_onig(const v3_tokenizer *tok, uint64_t seed) {
+    static const char *const palette[] = {
+        " ", "  ", "\n", "\r", "\r\n", "\t", "\v", "\f", "a", "Z", "q", "é", "ß", "1", "7", "٣", "१", "²",
+        "Ⅻ", "中", "龥", "ア", "ひ", "ー", "한", "!", "$", "-", ".", "'", "_", "\\", "[", "{", "~", "«", "。",
+        "，", "😀", "❤", "\xEF\xB8\x8F", "\xCC\x81", "\xE2\x80\x8D", "\xC2\xA0", "\xE3\x80\x80",
+        "\xE2\x80\xA8", "\xC2\x85", "\xE2\x80\x8B", "\xEF\xBB\xBF", "\x01", "ǅ", "ʰ", "ـ", "∑",
+    };
+    const size_t np = sizeof palette / sizeof palette[0];
+    v3_rng rng;
+    v3_rng_seed(&rng, seed ^ 0x5ca11e5ull);
+    v3_err err = {0};
+    int differ = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        char buf[512];
+        size_t n = 0;
+        int len = 1 + (int)v3_rng_below(&rng, 24);
+        for (int k = 0; k < len; k++) {
+            const char *p = palette[v3_rng_below(&rng, np)];
+            size_t pl = strlen(p);
+            memcpy(buf + n, p, pl);
+            n += pl;
+        }
+        v3_tok_ids fast = {0}, slow = {0};
+        CHECK_OK(v3_tok_encode(tok, buf, n, 0, &fast, &err), &err);
+        CHECK_OK(v3_tok_encode(tok, buf, n, V3_TOK_NO_FASTPATH, &slow, &err), &err);
+        if (fast.n != slow.n || (fast.n && memcmp(fast.ids, slow.ids, fast.n * 4) != 0)) {
+            if (differ++ < 5) fprintf(stderr, "scanner/onig differ on \"%.*s\"\n", (int)n, buf);
+        }
+        v3_tok_ids_free(&fast);
+        v3_tok_ids_free(&slow);
+    }
+    CHECK(differ == 0, "%d of 3000 random strings split differently by the scanner and Oniguruma", differ);
+}
+
 static void check_load_errors(void) {
     v3_err err = {0};
     v3_tokenizer *tok = NULL;
@@ -246,9 +329,11 @@ int main(void) {
     CHECK_OK(v3_tok_load(&tok, t_data_path("deepseek-v3", dir, sizeof dir), &err), &err);
     if (!tok) return t_finish("test_tokenizer");
     check_edge_corpus(tok);
+    check_decode_golden(tok);
     check_invalid_utf8(tok);
     check_flags_and_queries(tok);
     check_stream(tok, seed);
+    check_scanner_vs_onig(tok, seed);
     check_load_errors();
     v3_tok_free(tok);
     return t_finish("test_tokenizer");

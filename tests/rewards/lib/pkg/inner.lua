@@ -1,0 +1,2 @@
+-- pkg/inner.lua — required as "pkg.inner" (dots become directories).
+return { value = 41 }

@@ -11,6 +11,8 @@ static const v3_command commands[] = {
     {"config", v3_cmd_config, "print a Lua run configuration after --set overrides"},
     {"tokenize", v3_cmd_tokenize, "tokenize JSONL text or chat rows from stdin"},
     {"data", v3_cmd_data, "prepare token shards from conversations (prepare), show their stats"},
+    {"sft", v3_cmd_sft, "supervised fine-tuning from a Lua config (checkpoints, --resume, metrics in run.db)"},
+    {"report", v3_cmd_report, "PNG charts (gnuplot) and an HTML page of a run's metrics"},
     {"score", v3_cmd_score, "mean loss and perplexity of a model over token rows"},
     {"reward", v3_cmd_reward, "score JSONL rows with Lua reward scripts (sandboxed workers)"},
     {"samples", v3_cmd_samples, "show samples, rewards and advantages stored by a run"},

@@ -16,7 +16,7 @@ typedef struct {
     size_t n, i;
     int depth;
     int err;
-    int cplx; /* the answer looks complex (a standalone i, \\mathbb{C}, ...): its symbols differ */
+    int cplx; /* the answer looks complex (a standalone i, \mathbb{C}, ...): its symbols differ */
 } P;
 
 /* ---- exact rationals with overflow checks ---- */
@@ -310,7 +310,7 @@ static void parse_text(P *p, v3m_num *r) {
     size_t L = 0;
     for (size_t k = a; k < b; k++) {
         char c = p->s[k];
-        if (c == '\\' || c == '{') { /* only \\text{\\pi} reads as a command there; the rest errors */
+        if (c == '\\' || c == '{') { /* only \text{\pi} reads as a command there; the rest errors */
             if (b - a == 3 && memcmp(p->s + a, "\\pi", 3) == 0) num_const(r, M_PI, 0, 1, 0, V3M_F_IRR);
             else p->err = 1;
             return;
@@ -367,7 +367,7 @@ static void primary(P *p, v3m_num *r) {
         }
         if (!p->err) parse_arg(p, r);
         if (!p->err) num_pow(r, &e);
-    } else if (lit(p, "\\pi") || lit(p, "\xcf\x80")) { /* \\pi or a UTF-8 pi */
+    } else if (lit(p, "\\pi") || lit(p, "\xcf\x80")) { /* \pi or a UTF-8 pi */
         num_const(r, M_PI, 0, 1, 0, V3M_F_IRR);
     } else if (lit(p, "\\infty")) {
         num_const(r, INFINITY, 0, 1, 0, V3M_F_INF);
@@ -422,7 +422,7 @@ static void parse_power(P *p, v3m_num *r) {
         if (c == '^') {
             p->i++;
             if (lit(p, "\\circ") || lit(p, "{\\circ}")) {
-                if (peek(p) == '^') { /* 145^\\circ^{1} is a double superscript; ^\\circ^\\circ is fine */
+                if (peek(p) == '^') { /* 145^\circ^{1} is a double superscript; ^\circ^\circ is fine */
                     size_t save = p->i++;
                     int circ = lit(p, "\\circ") || lit(p, "{\\circ}");
                     p->i = save;
@@ -528,6 +528,20 @@ static int parse_scalar(const char *s, size_t a, size_t b, v3m_num *r, int cplx)
         e--;
         if (e > a && s[e - 1] == '\\') e--;
         p.n = e;
+        /* 90^\circ\% and 4210_{5}\% do not parse upstream (40_9\% does) */
+        size_t f = e;
+        while (f > a && isspace((unsigned char)s[f - 1])) f--;
+        if (f - a >= 5 && memcmp(s + f - 5, "\\circ", 5) == 0) return -1;
+        if (f > a && s[f - 1] == '}') {
+            size_t g = f - 1;
+            int d = 0;
+            while (g > a) {
+                if (s[g] == '}') d++;
+                else if (s[g] == '{' && --d == 0) break;
+                g--;
+            }
+            if (g > a && s[g - 1] == '_') return -1;
+        }
     }
     if (peek(&p) == 0) return -1;
     parse_expr(&p, r);
@@ -540,7 +554,7 @@ static int parse_scalar(const char *s, size_t a, size_t b, v3m_num *r, int cplx)
         num_const(&h, 100, 100, 1, 1, 0);
         num_div(r, &h);
         r->raw0 = raw; r->rp = rp; r->rq = rq;
-        /* -3\\% is Mul(-1, 3, 1/100) in sympy, not a percent atom */
+        /* -3\% is Mul(-1, 3, 1/100) in sympy, not a percent atom */
         if (raw >= 0) r->flags |= V3M_F_PCT;
     }
     return 0;
@@ -673,7 +687,9 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
     memset(out, 0, sizeof(*out));
     while (a < b && is_ws(s[a])) a++;
     while (b > a && is_ws(s[b - 1])) b--;
-    /* spacing commands at either end, and a leading unary '+', do not change the answer */
+    /* spacing commands at either end, and a leading unary '+' (before a scalar or a matrix), do
+     * not change the answer */
+    int plus = 0;
     for (int changed = 1; changed && a < b;) {
         static const char *const sp[] = {"\\,", "\\;", "\\:", "\\!", "\\quad", "\\qquad", NULL};
         changed = 0;
@@ -682,10 +698,12 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
             if (b - a >= L && memcmp(s + b - L, sp[k], L) == 0) { b -= L; changed = 1; }
             else if (b - a >= L && memcmp(s + a, sp[k], L) == 0) { a += L; changed = 1; }
         }
-        if (a < b && s[a] == '+') { a++; changed = 1; }
+        if (a < b && s[a] == '+') { a++; changed = 1; plus = 1; }
         while (a < b && is_ws(s[a])) a++;
         while (b > a && is_ws(s[b - 1])) b--;
     }
+    /* +(1,2), +[0,1), +\{1\} do not parse upstream; +5, +1 \pm \sqrt{2}, +\begin{pmatrix} do */
+    if (plus && a < b && (s[a] == '(' || s[a] == '[' || (s[a] == '\\' && a + 1 < b && s[a + 1] == '{'))) return -1;
     if (a == b) return -1;
     if (whole_thousands(s, a, b)) {
         char buf[64];
@@ -728,7 +746,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
             v3m_num l, r;
             if (parse_scalar(s, a, op_at[0], &l, cplx)) return -1;
             if (parse_scalar(s, op_at[nop - 1] + op_len[nop - 1], b, &r, cplx)) {
-                /* "x = (2, 4)", "y = 1 \\pm \\sqrt{2}": a symbol set to a tuple/set; the gold
+                /* "x = (2, 4)", "y = 1 \pm \sqrt{2}": a symbol set to a tuple/set; the gold
                  * format rules would unwrap it to its right-hand side, so return that */
                 if (nop == 1 && ops[0] == '=' && (l.flags & V3M_F_SYM) && depth_ok(depth_budget) &&
                     parse_top(s + op_at[0] + 1, b - op_at[0] - 1, out, cplx, depth_budget - 1) == 0 &&
@@ -746,7 +764,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
             return 0;
         }
     }
-    /* \\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix} (also bmatrix, matrix); a trailing ^\\circ is dropped */
+    /* \begin{pmatrix} a & b \\ c & d \end{pmatrix} (also bmatrix, matrix); a trailing ^\circ is dropped */
     {
         static const char *const envs[] = {"pmatrix", "bmatrix", "matrix", NULL};
         size_t e = b;
@@ -769,7 +787,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
                 size_t r1 = rs ? (size_t)(rs - s) : cb;
                 size_t t0 = r0, t1 = r1;
                 while (t0 < t1 && is_ws(s[t0])) t0++;
-                if (t0 == t1 && !rs) break; /* a trailing \\\\ */
+                if (t0 == t1 && !rs) break; /* a trailing \\ */
                 int cols = 0;
                 size_t c0 = r0;
                 for (;;) {
@@ -791,7 +809,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
             return out->rows ? 0 : -1;
         }
     }
-    /* (a,b) \\cup [c,d): a union of intervals */
+    /* (a,b) \cup [c,d): a union of intervals */
     if (top_level(s, a, b, "\\cup") && depth_ok(depth_budget)) {
         out->kind = V3M_UNION;
         out->n = 0;
@@ -824,7 +842,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
     /* (a, b), [a, b), ... : tuple or interval when the opener closes at the end */
     if ((s[a] == '(' || s[a] == '[') && (s[b - 1] == ')' || s[b - 1] == ']') && match_close(s, a, b) == b - 1) {
         v3m_val t;
-        /* (3 \\pm 2\\sqrt{2}), ((a,b) \\cup (c,d)), (\\begin{pmatrix}..): parentheses around something without a top-level comma */
+        /* (3 \pm 2\sqrt{2}), ((a,b) \cup (c,d)), (\begin{pmatrix}..): parentheses around something without a top-level comma */
         if (s[a] == '(' && s[b - 1] == ')' && depth_ok(depth_budget) && !top_level(s, a + 1, b - 1, ",") &&
             (top_level(s, a + 1, b - 1, "\\pm") || top_level(s, a + 1, b - 1, "\\cup") ||
              top_level(s, a + 1, b - 1, "\\begin{")))
@@ -841,6 +859,7 @@ static int parse_top(const char *s, size_t n, v3m_val *out, int cplx, int depth_
         if (!top_level(s, a + 1, b - 1, ",")) {
             /* (x), [x], [(8,-2)]: one element in brackets is that element */
             if (!((s[a] == '(') == (s[b - 1] == ')')) || !depth_ok(depth_budget)) return -1;
+            if (top_level(s, a + 1, b - 1, "\\in")) return -1; /* [x \in S] is not S upstream */
             return parse_top(s + a + 1, b - a - 2, out, cplx, depth_budget - 1);
         }
         if (parse_list(s, a + 1, b - 1, &t, V3M_TUPLE, cplx)) return -1;

@@ -43,7 +43,7 @@ size_t v3m_boxed_content(const char *t, size_t n, int mode_last, char *out, size
 /* ---- values ---- */
 enum { V3M_F_FLOAT = 1, V3M_F_VARS = 2, V3M_F_IRR = 4, V3M_F_PCT = 8, V3M_F_BAD = 16, V3M_F_INF = 32,
        V3M_F_OVF = 64, /* a finite value too large for a double: only exact/string equality */
-       V3M_F_SYM = 128 /* one symbol (a letter or a \\text{...} word), compared by name */ };
+       V3M_F_SYM = 128 /* one symbol (a letter or a \text{...} word), compared by name */ };
 
 typedef struct {
     double v[V3M_NPTS];      /* value at each sample point (pct already applied) */

@@ -63,6 +63,9 @@ typedef struct sft {
     v3_train_state st;
     int B, T;
     int64_t total_steps;
+    v3_schedule sched;      /* o->sched with total_steps filled in */
+    int tty;                /* progress drawn as a live line */
+    double l_main, l_mtp, l_bal; /* loss components of the last step (means over micro-batches) */
     char tok_dir[4200];
 } sft;
 
@@ -243,6 +246,8 @@ static int setup(sft *s, v3_err *err) {
     uint64_t per_epoch = v3_packer_steps_per_epoch(&s->pk) / ((uint64_t)s->B * (uint64_t)o->grad_accum);
     if (per_epoch == 0) per_epoch = 1;
     s->total_steps = o->steps > 0 ? o->steps : (int64_t)per_epoch * (o->epochs > 0 ? o->epochs : 1);
+    s->sched = o->sched;
+    s->sched.total_steps = s->total_steps;
 
     /* state */
     memset(&s->st, 0, sizeof s->st);
@@ -266,9 +271,14 @@ static int setup(sft *s, v3_err *err) {
 
     /* store */
     snprintf(p, sizeof p, "%s/run.db", o->run_dir);
-    if ((rc = v3_store_open(&s->store, p, V3_STORE_WRITE | V3_STORE_CREATE, err))) return rc;
     int64_t prev = 0, run_id = 0;
-    if (have_ck) v3_store_list_runs(s->store, last_run_id, &prev, &e2);
+    if (have_ck && v3_file_exists(p)) {
+        /* the run this one continues: the newest in run.db (read before this run's row exists) */
+        v3_store *rd = NULL;
+        if (!v3_store_open(&rd, p, V3_STORE_READ, &e2)) v3_store_list_runs(rd, last_run_id, &prev, &e2);
+        v3_store_close(rd, &e2);
+    }
+    if ((rc = v3_store_open(&s->store, p, V3_STORE_WRITE | V3_STORE_CREATE, err))) return rc;
     v3_store_run_info ri = {.command = "sft", .config = o->config_json, .resumed_from = prev};
     if ((rc = v3_store_run_begin(s->store, &ri, &run_id, err))) return rc;
     if (o->log)
@@ -307,6 +317,7 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
     v3_model_zero_grad(&s->m);
     double loss = 0;
     int64_t ntok = 0;
+    s->l_main = s->l_mtp = s->l_bal = 0;
     for (int l = 0; l < s->m.n_layers_total; l++)
         if (s->load_step[l]) memset(s->load_step[l], 0, (size_t)s->m.cfg.n_routed_experts * sizeof(int64_t));
     for (int64_t a = 0; a < o->grad_accum; a++) {
@@ -317,6 +328,9 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
         if ((rc = v3_model_forward(&s->m, &b, &l, err))) return rc;
         if ((rc = v3_model_backward(&s->m, err))) return rc;
         loss += l;
+        s->l_main += s->m.loss_main / (double)o->grad_accum;
+        s->l_mtp += s->m.loss_mtp / (double)o->grad_accum;
+        s->l_bal += s->m.loss_balance / (double)o->grad_accum;
         ntok += s->m.n_valid;
         for (int ly = 0; ly < s->m.n_layers_total; ly++) {
             const int64_t *ld = v3_model_expert_load(&s->m, ly);
@@ -327,7 +341,7 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
     double ga = (double)o->grad_accum;
     loss /= ga;
     double gnorm = v3_optim_grad_norm(&s->opt, s->m.grads) / ga;
-    double lr = v3_schedule_lr(&o->sched, step);
+    double lr = v3_schedule_lr(&s->sched, step);
     int stop = 0;
     v3_guard_verdict v = v3_guard_check(&s->st.guard, step, loss, gnorm, &stop, err);
     float coef = 1.0f;
@@ -338,7 +352,7 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
     } else {
         v3_model_update_router_bias(&s->m, 0.0f); /* forget this step's loads */
         if (o->log)
-            fprintf(o->log, "%sstep %lld skipped: %s (loss %g, grad norm %g)\n", s->o->tty == 1 ? "\n" : "",
+            fprintf(o->log, "%sstep %lld skipped: %s (loss %g, grad norm %g)\n", s->tty ? "\n" : "",
                     (long long)step, v3_guard_verdict_name(v), loss, gnorm);
     }
     if ((rc = v3k_check(&s->ctx, err))) return rc;
@@ -370,8 +384,10 @@ int v3_sft_run(const v3_sft_opts *o, v3_err *err) {
     }
     int tty = o->tty;
     if (tty < 0) tty = o->log ? isatty(fileno(o->log)) : 0;
+    s.tty = tty;
     double t_start = v3_now();
     int64_t step0 = s.st.step;
+    int live = 0; /* a live progress line is on screen (tty) */
     static const char *const names[] = {"loss/main", "loss/mtp", "loss/balance", "tokens_per_s",
                                         "clip_coef", "skipped", "router_gamma"};
     while (s.st.step < s.total_steps) {
@@ -383,8 +399,7 @@ int v3_sft_run(const v3_sft_opts *o, v3_err *err) {
         double dt = v3_now() - t0;
         double tps = (double)s.B * s.T * (double)o->grad_accum / (dt > 0 ? dt : 1e-9);
         /* run.db: the step, its named metrics and the expert load per MoE layer, one batch */
-        double vals[7] = {s.m.loss_main, s.m.opt.mtp ? s.m.loss_mtp : NAN,
-                          o->balance_alpha > 0 ? s.m.loss_balance : NAN, tps,
+        double vals[7] = {s.l_main, s.m.opt.mtp ? s.l_mtp : NAN, o->balance_alpha > 0 ? s.l_bal : NAN, tps,
                           skipped ? NAN : (double)v3_clip_coef(gnorm, o->clip), skipped ? 1.0 : NAN,
                           o->router_gamma > 0 ? o->router_gamma : NAN};
         v3_store_step row = {.step = s.st.step, .loss = loss, .lr = lr, .grad_norm = gnorm,
@@ -418,6 +433,7 @@ int v3_sft_run(const v3_sft_opts *o, v3_err *err) {
             fprintf(o->log, "\r\033[Kstep %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
                     (long long)s.st.step, (long long)s.total_steps, loss, lr, gnorm, tps, etab);
             fflush(o->log);
+            live = 1;
         } else if (o->log && (s.st.step % (o->log_every > 0 ? o->log_every : 1) == 0 ||
                               s.st.step == s.total_steps || s.st.step == step0 + 1)) {
             fprintf(o->log, "step %lld/%lld loss %.6f lr %.3e grad_norm %.4f tok/s %.0f eta %s\n",
@@ -432,15 +448,16 @@ int v3_sft_run(const v3_sft_opts *o, v3_err *err) {
             v3_store_eval ev = {.step = s.st.step, .name = "val/loss", .value = el2, .n_examples = ne};
             if ((rc = v3_store_log_eval(s.store, &ev, err))) break;
             if (o->log)
-                fprintf(o->log, "%seval step %lld: val/loss %.6f over %lld tokens\n", tty ? "\n" : "",
+                fprintf(o->log, "%seval step %lld: val/loss %.6f over %lld tokens\n", live ? "\n" : "",
                         (long long)s.st.step, el2, (long long)ne);
+            live = 0;
         }
         if ((o->ckpt_every > 0 && s.st.step % o->ckpt_every == 0) || s.st.step == s.total_steps) {
             if ((rc = checkpoint(&s, err))) break;
             if (o->log && !tty) fprintf(o->log, "checkpoint step-%lld\n", (long long)s.st.step);
         }
     }
-    if (o->log && tty) fputc('\n', o->log);
+    if (o->log && live) fputc('\n', o->log);
     v3_err e2;
     int erc = v3_store_run_end(s.store, rc ? "failed" : "completed", rc ? err->msg : NULL, &e2);
     int crc = v3_store_close(s.store, &e2);

@@ -307,46 +307,6 @@ uint64_t v3_store_committed_seq(v3_store *s) {
     return c;
 }
 
-/* Copies a string into the batch (the run records are built here, not in store_batch.c, because
- * they change the store's current run). */
-static int put(v3_store_batch *b, const char *str, v3_span *sp, v3_err *err) {
-    sp->off = 0;
-    sp->len = -1;
-    if (!str) return V3_OK;
-    size_t n = strlen(str);
-    if (b->len + n > b->data_cap) {
-        size_t cap = b->data_cap ? b->data_cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *p = realloc(b->data, cap);
-        if (!p) return v3_errf(err, V3_ENOMEM, "%s: out of memory", b->s->path);
-        b->data = p;
-        b->data_cap = cap;
-    }
-    memcpy(b->data + b->len, str, n);
-    sp->off = b->len;
-    sp->len = (int64_t)n;
-    b->len += n;
-    return V3_OK;
-}
-
-static v3_rec *push_rec(v3_store_batch *b, int type, v3_err *err) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? 2 * b->cap : 4;
-        v3_rec *r = realloc(b->recs, (size_t)cap * sizeof *r);
-        if (!r) {
-            v3_errf(err, V3_ENOMEM, "%s: out of memory", b->s->path);
-            return NULL;
-        }
-        b->recs = r;
-        b->cap = cap;
-    }
-    v3_rec *r = &b->recs[b->n++];
-    memset(r, 0, sizeof *r);
-    r->type = type;
-    r->time = v3_store__now();
-    return r;
-}
-
 int v3_store_run_begin(v3_store *s, const v3_store_run_info *info, int64_t *run_id, v3_err *err) {
     v3_store_batch *b = NULL;
     uint64_t seq = 0;
@@ -362,7 +322,7 @@ int v3_store_run_begin(v3_store *s, const v3_store_run_info *info, int64_t *run_
         return v3_errf(err, V3_EINVAL, "%s: run %lld is still open; end it first", s->path,
                        (long long)cur);
     if ((rc = v3_store_batch_new(s, &b, err))) return rc;
-    v3_rec *r = push_rec(b, V3_REC_RUN_BEGIN, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_RUN_BEGIN, err);
     if (!r) {
         rc = err ? err->code : V3_ENOMEM;
         goto fail;
@@ -374,10 +334,10 @@ int v3_store_run_begin(v3_store *s, const v3_store_run_info *info, int64_t *run_
     r->u.run.id = id;
     r->u.run.resumed_from = info->resumed_from;
     r->u.run.pid = (int64_t)getpid();
-    if ((rc = put(b, info->command, &r->u.run.command, err)) ||
-        (rc = put(b, info->config, &r->u.run.config, err)) ||
-        (rc = put(b, info->git_rev, &r->u.run.git_rev, err)) ||
-        (rc = put(b, host, &r->u.run.host, err)))
+    if ((rc = v3_store__put_str(b, info->command, &r->u.run.command, err)) ||
+        (rc = v3_store__put_str(b, info->config, &r->u.run.config, err)) ||
+        (rc = v3_store__put_str(b, info->git_rev, &r->u.run.git_rev, err)) ||
+        (rc = v3_store__put_str(b, host, &r->u.run.host, err)))
         goto fail;
     if ((rc = v3_store_submit(s, b, &seq, err))) return rc; /* the batch is the store's now */
     pthread_mutex_lock(&s->mu);
@@ -404,14 +364,14 @@ int v3_store_run_end(v3_store *s, const char *status, const char *message, v3_er
     pthread_mutex_unlock(&s->mu);
     if (id <= 0) return v3_errf(err, V3_EINVAL, "%s: run_end without an open run", s->path);
     if ((rc = v3_store_batch_new(s, &b, err))) return rc;
-    v3_rec *r = push_rec(b, V3_REC_RUN_END, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_RUN_END, err);
     if (!r) {
         v3_store_batch_free(b);
         return err ? err->code : V3_ENOMEM;
     }
     r->u.run_end.id = id;
-    if ((rc = put(b, status, &r->u.run_end.status, err)) ||
-        (rc = put(b, message, &r->u.run_end.message, err))) {
+    if ((rc = v3_store__put_str(b, status, &r->u.run_end.status, err)) ||
+        (rc = v3_store__put_str(b, message, &r->u.run_end.message, err))) {
         v3_store_batch_free(b);
         return rc;
     }

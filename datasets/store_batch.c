@@ -94,7 +94,7 @@ static int reserve_data(v3_store_batch *b, size_t extra, v3_err *err) {
     return V3_OK;
 }
 
-static v3_rec *new_rec(v3_store_batch *b, int type, v3_err *err) {
+v3_rec *v3_store__new_rec(v3_store_batch *b, int type, v3_err *err) {
     if (b->n == b->cap) {
         int cap = b->cap ? 2 * b->cap : 16;
         v3_rec *r = realloc(b->recs, (size_t)cap * sizeof *r);
@@ -126,7 +126,7 @@ static int put_mem(v3_store_batch *b, const void *p, size_t n, v3_span *sp, v3_e
     return V3_OK;
 }
 
-static int put_str(v3_store_batch *b, const char *str, v3_span *sp, v3_err *err) {
+int v3_store__put_str(v3_store_batch *b, const char *str, v3_span *sp, v3_err *err) {
     return put_mem(b, str, str ? strlen(str) : 0, sp, err);
 }
 
@@ -182,7 +182,7 @@ int v3_store_batch_add_step(v3_store_batch *b, const v3_store_step *st, v3_err *
                        (long long)st->step);
     int n0 = b->n;
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_STEP, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_STEP, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.step.step = st->step;
@@ -198,7 +198,7 @@ int v3_store_batch_add_step(v3_store_batch *b, const v3_store_step *st, v3_err *
             goto fail;
         }
         if (isnan(st->metric_values[i])) continue; /* NOT NULL column: an unmeasured metric is absent */
-        v3_rec *m = new_rec(b, V3_REC_METRIC, err);
+        v3_rec *m = v3_store__new_rec(b, V3_REC_METRIC, err);
         if (!m) {
             rc = err ? err->code : V3_ENOMEM;
             goto fail;
@@ -206,7 +206,7 @@ int v3_store_batch_add_step(v3_store_batch *b, const v3_store_step *st, v3_err *
         m->run_id = run;
         m->u.metric.step = st->step;
         m->u.metric.value = st->metric_values[i];
-        if ((rc = put_str(b, st->metric_names[i], &m->u.metric.name, err))) goto fail;
+        if ((rc = v3_store__put_str(b, st->metric_names[i], &m->u.metric.name, err))) goto fail;
     }
     return V3_OK;
 fail: /* a half-added step never reaches the database */
@@ -221,14 +221,14 @@ int v3_store_batch_add_eval(v3_store_batch *b, const v3_store_eval *ev, v3_err *
     if (rc || (rc = current_run(b, &run, "eval", err))) return rc;
     if (!ev->name || !ev->name[0]) return v3_errf(err, V3_EINVAL, "%s: eval without a name", b->s->path);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_EVAL, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_EVAL, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.eval.step = ev->step;
     r->u.eval.n_examples = ev->n_examples;
     r->u.eval.value = ev->value;
-    if ((rc = put_str(b, ev->name, &r->u.eval.name, err)) ||
-        (rc = put_str(b, ev->extra_json, &r->u.eval.extra, err))) {
+    if ((rc = v3_store__put_str(b, ev->name, &r->u.eval.name, err)) ||
+        (rc = v3_store__put_str(b, ev->extra_json, &r->u.eval.extra, err))) {
         b->n--;
         b->len = len0;
     }
@@ -243,7 +243,7 @@ int v3_store_batch_add_expert_load(v3_store_batch *b, int64_t step, int layer, i
     if (n_expert <= 0 || !counts || layer < 0)
         return v3_errf(err, V3_EINVAL, "%s: expert load of layer %d: bad counts", b->s->path, layer);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_EXPERT_LOAD, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_EXPERT_LOAD, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.load.step = step;
@@ -336,15 +336,15 @@ int v3_store_batch_add_prompt(v3_store_batch *b, const v3_store_prompt *p, int64
     /* The row is queued every time (INSERT OR IGNORE): if the batch that first carried this prompt
      * was freed unsubmitted, or lost in a crash, a later batch still writes it. */
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_PROMPT, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_PROMPT, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->u.prompt.id = pid;
     r->u.prompt.key = (int64_t)key;
     r->u.prompt.line = p->source_line;
-    if ((rc = put_str(b, p->text, &r->u.prompt.text, err)) ||
-        (rc = put_str(b, p->messages_json, &r->u.prompt.messages, err)) ||
-        (rc = put_str(b, p->fields_json, &r->u.prompt.fields, err)) ||
-        (rc = put_str(b, p->source_file, &r->u.prompt.file, err))) {
+    if ((rc = v3_store__put_str(b, p->text, &r->u.prompt.text, err)) ||
+        (rc = v3_store__put_str(b, p->messages_json, &r->u.prompt.messages, err)) ||
+        (rc = v3_store__put_str(b, p->fields_json, &r->u.prompt.fields, err)) ||
+        (rc = v3_store__put_str(b, p->source_file, &r->u.prompt.file, err))) {
         b->n--;
         b->len = len0;
         return rc;
@@ -370,7 +370,7 @@ int v3_store_batch_add_sample(v3_store_batch *b, const v3_store_sample *smp, int
         return v3_errf(err, V3_EINVAL, "%s: finish_reason \"%s\" is not stop, length, abort or error",
                        b->s->path, smp->finish_reason);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_SAMPLE, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_SAMPLE, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.sample.step = smp->step;
@@ -383,12 +383,12 @@ int v3_store_batch_add_sample(v3_store_batch *b, const v3_store_sample *smp, int
     r->u.sample.seed = (int64_t)smp->seed;
     r->u.sample.reward = smp->reward;
     r->u.sample.advantage = smp->advantage;
-    if ((rc = put_str(b, smp->completion, &r->u.sample.completion, err)) ||
+    if ((rc = v3_store__put_str(b, smp->completion, &r->u.sample.completion, err)) ||
         (rc = put_u32(b, smp->token_ids, smp->n_tokens, &r->u.sample.ids, err)) ||
         (rc = put_f32(b, smp->logprobs, smp->n_tokens, &r->u.sample.logprobs, err)) ||
         (rc = put_f32(b, smp->trainer_logprobs, smp->n_tokens, &r->u.sample.trainer_logprobs, err)) ||
         (rc = put_f32(b, smp->ref_logprobs, smp->n_tokens, &r->u.sample.ref_logprobs, err)) ||
-        (rc = put_str(b, smp->finish_reason, &r->u.sample.finish, err))) {
+        (rc = v3_store__put_str(b, smp->finish_reason, &r->u.sample.finish, err))) {
         b->n--;
         b->len = len0;
         return rc;
@@ -404,7 +404,7 @@ int v3_store_batch_update_sample(v3_store_batch *b, const v3_store_sample_update
     if (u->sample_id <= 0 || u->n_tokens < 0)
         return v3_errf(err, V3_EINVAL, "%s: sample update needs a sample id", b->s->path);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_SAMPLE_UPDATE, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_SAMPLE_UPDATE, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->u.upd.id = u->sample_id;
     r->u.upd.reward = u->reward;
@@ -423,16 +423,16 @@ int v3_store_batch_add_reward(v3_store_batch *b, const v3_store_reward *rw, v3_e
     if (rw->sample_id <= 0 || !rw->name || !rw->name[0])
         return v3_errf(err, V3_EINVAL, "%s: reward needs a sample id and a function name", b->s->path);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_REWARD, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_REWARD, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->u.reward.sample_id = rw->sample_id;
     r->u.reward.score = rw->score;
     r->u.reward.weight = rw->weight;
     r->u.reward.elapsed_ms = rw->elapsed_ms;
-    if ((rc = put_str(b, rw->name, &r->u.reward.name, err)) ||
-        (rc = put_str(b, rw->error, &r->u.reward.error, err)) ||
-        (rc = put_str(b, rw->extra_json, &r->u.reward.extra, err)) ||
-        (rc = put_str(b, rw->script_hash, &r->u.reward.hash, err))) {
+    if ((rc = v3_store__put_str(b, rw->name, &r->u.reward.name, err)) ||
+        (rc = v3_store__put_str(b, rw->error, &r->u.reward.error, err)) ||
+        (rc = v3_store__put_str(b, rw->extra_json, &r->u.reward.extra, err)) ||
+        (rc = v3_store__put_str(b, rw->script_hash, &r->u.reward.hash, err))) {
         b->n--;
         b->len = len0;
     }
@@ -446,16 +446,16 @@ int v3_store_batch_add_trace(v3_store_batch *b, const v3_store_trace *t, int64_t
     int64_t run = b->s->run_id; /* traces may be imported outside a run: then run_id is NULL */
     pthread_mutex_unlock(&b->s->mu);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_TRACE, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_TRACE, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.trace.prompt_id = t->prompt_id;
     r->u.trace.accepted = t->accepted;
-    if ((rc = put_str(b, t->reasoning, &r->u.trace.reasoning, err)) ||
-        (rc = put_str(b, t->answer, &r->u.trace.answer, err)) ||
-        (rc = put_str(b, t->source_model, &r->u.trace.model, err)) ||
-        (rc = put_str(b, t->provenance_json, &r->u.trace.prov, err)) ||
-        (rc = put_str(b, t->filters_json, &r->u.trace.filters, err))) {
+    if ((rc = v3_store__put_str(b, t->reasoning, &r->u.trace.reasoning, err)) ||
+        (rc = v3_store__put_str(b, t->answer, &r->u.trace.answer, err)) ||
+        (rc = v3_store__put_str(b, t->source_model, &r->u.trace.model, err)) ||
+        (rc = v3_store__put_str(b, t->provenance_json, &r->u.trace.prov, err)) ||
+        (rc = v3_store__put_str(b, t->filters_json, &r->u.trace.filters, err))) {
         b->n--;
         b->len = len0;
         return rc;
@@ -471,13 +471,13 @@ int v3_store_batch_add_verdict(v3_store_batch *b, const v3_store_verdict *v, v3_
     if (v->trace_id <= 0 || !v->verifier || !v->verifier[0])
         return v3_errf(err, V3_EINVAL, "%s: verdict needs a trace id and a verifier", b->s->path);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_VERDICT, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_VERDICT, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->u.verdict.trace_id = v->trace_id;
     r->u.verdict.passed = v->passed ? 1 : 0;
     r->u.verdict.score = v->score;
-    if ((rc = put_str(b, v->verifier, &r->u.verdict.verifier, err)) ||
-        (rc = put_str(b, v->detail, &r->u.verdict.detail, err))) {
+    if ((rc = v3_store__put_str(b, v->verifier, &r->u.verdict.verifier, err)) ||
+        (rc = v3_store__put_str(b, v->detail, &r->u.verdict.detail, err))) {
         b->n--;
         b->len = len0;
     }
@@ -491,13 +491,13 @@ int v3_store_batch_add_checkpoint(v3_store_batch *b, const v3_store_checkpoint *
     if (!c->path || !c->path[0])
         return v3_errf(err, V3_EINVAL, "%s: checkpoint without a path", b->s->path);
     size_t len0 = b->len;
-    v3_rec *r = new_rec(b, V3_REC_CHECKPOINT, err);
+    v3_rec *r = v3_store__new_rec(b, V3_REC_CHECKPOINT, err);
     if (!r) return err ? err->code : V3_ENOMEM;
     r->run_id = run;
     r->u.ckpt.step = c->step;
     r->u.ckpt.bytes = c->bytes;
-    if ((rc = put_str(b, c->path, &r->u.ckpt.path, err)) ||
-        (rc = put_str(b, c->hash, &r->u.ckpt.hash, err))) {
+    if ((rc = v3_store__put_str(b, c->path, &r->u.ckpt.path, err)) ||
+        (rc = v3_store__put_str(b, c->hash, &r->u.ckpt.hash, err))) {
         b->n--;
         b->len = len0;
     }

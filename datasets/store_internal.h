@@ -129,6 +129,10 @@ extern const char *const v3_store_migrations[]; /* [V3_STORE_SCHEMA_VERSION]: i 
 
 /* Before opening: *exists = a non-empty file is there; refuses what is not a regular file. */
 int v3_store__stat_file(const char *path, int *exists, v3_err *err);
+/* store_batch.c: a new zeroed record of `type` appended to b; a string copied into b's data
+ * (NULL becomes a NULL span). Used by store.c for the run records too. */
+v3_rec *v3_store__new_rec(v3_store_batch *b, int type, v3_err *err);
+int v3_store__put_str(v3_store_batch *b, const char *str, v3_span *sp, v3_err *err);
 /* Right after sqlite3_open_v2, before any statement: refuses a file that is not SQLite or is
  * truncated. Reads through SQLite's own descriptor. */
 int v3_store__check_header(sqlite3 *db, const char *path, v3_err *err);

@@ -7,7 +7,8 @@
  *   - gemm_grouped: the six routed-expert GEMMs of one MoE layer (moe.c: fwd gate_up / down,
  *     bwd d_act, g_down, d_xperm, g_gate_up) with a random routing; OpenBLAS runs one
  *     cblas_sgemm per expert.
- *   - the scalar and AVX2 micro-kernels give the same bits (cpu_gemm_force_scalar).
+ *   - the scalar and AVX2 micro-kernels give the same bits (cpu_gemm_force_scalar), and every
+ *     element equals the plain sequential float loop on shapes that take the K-blocked paths.
  * Usage: bench_gemm [threads (0 = all)] [reps] [filter substring]. */
 #include <cblas.h>
 #include <omp.h>
@@ -42,16 +43,23 @@ static void run(v3_kctx *ctx, int blas, const shape *s, int64_t M, const float *
 /* best wall GFLOP/s and per-core GFLOP/s (flop / process CPU seconds) over reps */
 typedef struct { double wall, core; } rate;
 
-static void plain(v3_kctx *ctx, const shape *s, int reps, v3_rng *r) {
+/* Each implementation is timed in its own phase (all shapes with ours, then all with OpenBLAS):
+ * OpenBLAS's pthreads keep spinning after a call and would steal the cores from the next run. */
+typedef struct { rate rt[2]; int64_t diff[2], checked; int same; } plain_res;
+
+static void plain(v3_kctx *ctx, const shape *s, int reps, int blas, plain_res *out) {
+    v3_rng rr;
+    v3_rng_seed(&rr, 1);
+    v3_rng *r = &rr;
     int64_t nA = s->M * s->K, nB = s->K * s->N, lda = s->ta ? s->M : s->K;
     float *A = malloc(sizeof(float) * nA), *B = malloc(sizeof(float) * nB);
     float *C = malloc(sizeof(float) * s->M * s->N), *c1 = malloc(sizeof(float) * s->N);
     for (int64_t i = 0; i < nA; i++) A[i] = v3_rng_normal(r);
     for (int64_t i = 0; i < nB; i++) B[i] = v3_rng_normal(r);
     double flop = 2.0 * s->M * s->N * s->K;
-    rate rt[2];
-    int64_t diff[2], checked = 0;
-    for (int blas = 0; blas < 2; blas++) {
+    rate *rt = out->rt;
+    int64_t *diff = out->diff, checked = 0;
+    {
         run(ctx, blas, s, s->M, A, lda, B, C); /* warm-up */
         rt[blas] = (rate){0, 0};
         for (int i = 0; i < reps; i++) {
@@ -73,6 +81,11 @@ static void plain(v3_kctx *ctx, const shape *s, int reps, v3_rng *r) {
             checked++;
         }
     }
+    out->checked = checked;
+    if (blas) {
+        free(A), free(B), free(C), free(c1);
+        return;
+    }
     /* scalar micro-kernel: same bits as the AVX2 one (checked on a row window) */
     int64_t Mw = s->M < 40 ? s->M : 40;
     float *C2 = malloc(sizeof(float) * Mw * s->N);
@@ -80,7 +93,14 @@ static void plain(v3_kctx *ctx, const shape *s, int reps, v3_rng *r) {
     run(ctx, 0, s, Mw, A, lda, B, C2);
     cpu_gemm_force_scalar(0);
     run(ctx, 0, s, Mw, A, lda, B, C);
-    int same = memcmp(C, C2, sizeof(float) * Mw * s->N) == 0;
+    out->same = memcmp(C, C2, sizeof(float) * Mw * s->N) == 0;
+    free(A), free(B), free(C), free(c1), free(C2);
+}
+
+static void plain_print(const shape *s, const plain_res *o) {
+    const rate *rt = o->rt;
+    const int64_t *diff = o->diff, checked = o->checked;
+    int same = o->same;
     char label[96];
     snprintf(label, sizeof label, "%s %c%c (%lld %lld %lld)", s->what, s->ta ? 'T' : 'N',
              s->tb ? 'T' : 'N', (long long)s->M, (long long)s->N, (long long)s->K);
@@ -88,7 +108,6 @@ static void plain(v3_kctx *ctx, const shape *s, int reps, v3_rng *r) {
            rt[0].core, rt[1].wall, rt[1].core, (long long)diff[0], (long long)checked,
            (long long)diff[1], (long long)checked, same ? "same" : "DIFFER");
     fflush(stdout);
-    free(A), free(B), free(C), free(c1), free(C2);
 }
 
 /* One MoE layer's six expert GEMMs (model/moe.c experts_gemm) for T tokens, E experts of width
@@ -108,7 +127,8 @@ static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_
                                          "bwd g_down dyᵀ·x", "bwd d_xperm dy·W",
                                          "bwd g_gate_up dyᵀ·x"};
     static const int tA[6] = {0, 0, 0, 1, 0, 1}, tB[6] = {1, 1, 0, 0, 0, 0};
-    double total[2] = {0, 0}, tflop = 0;
+    double total[2] = {0, 0}, tflop = 0, best[6][2] = {{0}};
+    for (int blas = 0; blas < 2; blas++) /* phases: see plain() */
     for (int which = 0; which < 6; which++) {
         int64_t off = 0;
         double flop = 0;
@@ -127,8 +147,7 @@ static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_
             off += n;
         }
         float beta = tA[which] ? 1.0f : 0.0f;
-        double best[2] = {0, 0};
-        for (int blas = 0; blas < 2; blas++) {
+        {
             for (int i = 0; i <= reps; i++) { /* i == 0: warm-up */
                 double t0 = omp_get_wtime();
                 if (blas) {
@@ -144,20 +163,68 @@ static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_
                     v3k(ctx, gemm_grouped, tA[which], tB[which], 1.0f, beta, (int)E, d);
                 }
                 double w = omp_get_wtime() - t0;
-                if (i > 0 && flop / w / 1e9 > best[blas]) best[blas] = flop / w / 1e9;
+                if (i > 0 && flop / w / 1e9 > best[which][blas]) best[which][blas] = flop / w / 1e9;
             }
-            total[blas] += flop / (best[blas] * 1e9);
+            total[blas] += flop / (best[which][blas] * 1e9);
         }
-        tflop += flop;
+        if (!blas) tflop += flop;
+    }
+    for (int which = 0; which < 6; which++) {
         char label[96];
         snprintf(label, sizeof label, "%s %s %c%c", name, cname[which], tA[which] ? 'T' : 'N',
                  tB[which] ? 'T' : 'N');
-        printf("%-44s %7.1f %8s %7.1f\n", label, best[0], "", best[1]);
+        printf("%-44s %7.1f %8s %7.1f\n", label, best[which][0], "", best[which][1]);
         fflush(stdout);
     }
     printf("%-44s %7.1f %8s %7.1f   (layer: %.1f ms vs %.1f ms)\n", "  all six", tflop / total[0] / 1e9,
            "", tflop / total[1] / 1e9, total[0] * 1e3, total[1] * 1e3);
     free(cnt), free(X), free(Y), free(Z), free(W), free(G), free(d);
+}
+
+/* Every element must equal the plain sequential float loop acc = 0; acc = acc + a*b (k in order),
+ * then alpha*acc + beta*c, bit for bit, on both micro-kernels: checked on shapes that take the
+ * K-blocked paths (K > 640, or > 384 with a transposed A), which tests/unit/test_ops.c does not
+ * reach. Returns the number of failing shapes. */
+static int exact(v3_kctx *ctx) {
+    static const int cs[][5] = {{1, 0, 100, 70, 1000}, {0, 1, 50, 33, 1500}, {0, 0, 37, 45, 2000},
+                                {1, 1, 13, 29, 700},   {1, 0, 517, 260, 390}, {0, 0, 5, 17, 900}};
+    int bad = 0;
+    v3_rng r;
+    v3_rng_seed(&r, 7);
+    for (size_t t = 0; t < sizeof cs / sizeof cs[0]; t++) {
+        int ta = cs[t][0], tb = cs[t][1];
+        int64_t M = cs[t][2], N = cs[t][3], K = cs[t][4];
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * N * K);
+        float *C = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+        for (int64_t i = 0; i < M * K; i++) A[i] = v3_rng_normal(&r);
+        for (int64_t i = 0; i < N * K; i++) B[i] = v3_rng_normal(&r);
+        for (int64_t i = 0; i < M * N; i++) C[i] = C2[i] = v3_rng_normal(&r);
+        float *C0 = malloc(sizeof(float) * M * N);
+        memcpy(C0, C, sizeof(float) * M * N);
+        v3k(ctx, gemm, ta, tb, M, N, K, 0.5f, A, ta ? M : K, B, tb ? K : N, 0.75f, C, N);
+        cpu_gemm_force_scalar(1);
+        v3k(ctx, gemm, ta, tb, M, N, K, 0.5f, A, ta ? M : K, B, tb ? K : N, 0.75f, C2, N);
+        cpu_gemm_force_scalar(0);
+        int64_t wrong = 0, differ = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                float acc = 0.0f;
+                for (int64_t k = 0; k < K; k++) {
+                    float a = ta ? A[k * M + i] : A[i * K + k], b = tb ? B[j * K + k] : B[k * N + j];
+                    float p = a * b; /* ISO C build: never contracted */
+                    acc = acc + p;
+                }
+                float x = 0.5f * acc, y = 0.75f * C0[i * N + j];
+                wrong += C[i * N + j] != x + y;
+                differ += C[i * N + j] != C2[i * N + j];
+            }
+        printf("exact %c%c (%lld %lld %lld): %lld elements ≠ sequential loop, %lld scalar ≠ avx2\n",
+               ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)M, (long long)N, (long long)K,
+               (long long)wrong, (long long)differ);
+        bad += wrong || differ;
+        free(A), free(B), free(C), free(C2), free(C0);
+    }
+    return bad;
 }
 
 int main(int argc, char **argv) {
@@ -193,15 +260,21 @@ int main(int argc, char **argv) {
     printf("threads %d, best of %d\n", nt ? nt : omp_get_max_threads(), reps);
     printf("%-44s %7s %7s %8s %7s | %-7s %-7s | %s\n", "plain gemm (M N K)", "ours", "/core",
            "openblas", "/core", "≠alone", "≠alone", "scalar=avx2");
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        if (strstr(shapes[s].what, filter)) plain(&ctx, &shapes[s], reps, &r);
+    enum { NS = sizeof shapes / sizeof shapes[0] };
+    static plain_res res[NS];
+    for (int blas = 0; blas < 2; blas++)
+        for (size_t s = 0; s < NS; s++)
+            if (strstr(shapes[s].what, filter)) plain(&ctx, &shapes[s], reps, blas, &res[s]);
+    for (size_t s = 0; s < NS; s++)
+        if (strstr(shapes[s].what, filter)) plain_print(&shapes[s], &res[s]);
     printf("\n%-44s %7s %8s %7s\n", "gemm_grouped (one MoE layer)", "ours", "", "openblas");
     if (strstr("grouped", filter) || !*filter) {
         grouped(&ctx, "tiny 256", 256, 64, 8, 32, 2, reps, &r);
         grouped(&ctx, "small 256", 256, 512, 64, 256, 6, reps, &r);
         grouped(&ctx, "small 2048", 2048, 512, 64, 256, 6, reps, &r);
     }
-    printf("GFLOP/s; OpenBLAS core: %s\n", openblas_get_corename());
+    printf("GFLOP/s; OpenBLAS core: %s\n\n", openblas_get_corename());
+    int bad = exact(&ctx);
     v3_kctx_free(&ctx);
-    return 0;
+    return bad ? 1 : 0;
 }

@@ -16,11 +16,11 @@
  *
  * Structure: every call (plain, strided-batched, grouped) becomes a list of problems, each cut
  * into tiles of rows × columns; one OpenMP region runs all tiles of all problems (dynamic
- * schedule). A tile walks K in blocks of KC; per block, for each 16-column strip of op(B) (read in
- * place when B is not transposed, else packed into a per-thread L1-sized buffer), a 6×16
- * micro-kernel runs over the tile's rows. op(A) is never packed: rows of A (or columns, when
- * transposed) are read in place, one broadcast per row and k. */
-#include <immintrin.h>
+ * schedule), so the experts of a grouped call share one fork/join. A tile walks K in blocks; per
+ * block, for each 16-column strip of op(B) (packed into a per-thread L1-sized buffer, or read in
+ * place when B is not transposed and few rows use it), a 6×16 micro-kernel runs over the tile's
+ * rows. A plain A is read in place (one broadcast per row and k); a transposed A is packed per
+ * tile and block into panels of six adjacent values per k. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +37,8 @@ enum {
     MC = 96,  /* rows per tile (a multiple of MR) */
     NC = 256, /* columns per tile (a multiple of NR) */
     KC = 256, /* K block when K > KMAX1 */
-    KMAX1 = 640 /* K up to this runs as one block */
+    KMAX1 = 640, /* K up to this runs as one block */
+    KMAXT = 384  /* the same when A is transposed (its packed block is MC × K) */
 };
 
 /* ---------------------------------------------------------------- micro-kernels */
@@ -66,53 +67,144 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #define V3_HAVE_AVX2_KERNEL 1
-/* target "avx2" only (no "fma"): the compiler cannot fuse the _mm256_mul_ps/_mm256_add_ps pairs. */
+/* target "avx2" only (no "fma"): the compiler cannot fuse the _mm256_mul_ps/_mm256_add_ps pairs.
+ * The _rows and _cols variants take B as a packed strip (bks == NR). */
+#define UK_DECL                                                                                    \
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                             \
+    if (load) {                                                                                    \
+        c00 = _mm256_loadu_ps(acc + 0), c01 = _mm256_loadu_ps(acc + 8);                            \
+        c10 = _mm256_loadu_ps(acc + 16), c11 = _mm256_loadu_ps(acc + 24);                          \
+        c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);                          \
+        c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);                          \
+        c40 = _mm256_loadu_ps(acc + 64), c41 = _mm256_loadu_ps(acc + 72);                          \
+        c50 = _mm256_loadu_ps(acc + 80), c51 = _mm256_loadu_ps(acc + 88);                          \
+    } else {                                                                                       \
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 =                   \
+            _mm256_setzero_ps();                                                                   \
+    }
+#define UK_ROW(cr0, cr1, ptr)                                                                      \
+    do {                                                                                           \
+        __m256 a_ = _mm256_broadcast_ss(ptr);                                                      \
+        cr0 = _mm256_add_ps(cr0, _mm256_mul_ps(a_, b0));                                           \
+        cr1 = _mm256_add_ps(cr1, _mm256_mul_ps(a_, b1));                                           \
+    } while (0)
+/* one k: b points at bp[k][0..NR) */
+#define UK_STEP(bptr, p0, p1, p2, p3, p4, p5)                                                      \
+    do {                                                                                           \
+        __m256 b0 = _mm256_loadu_ps(bptr), b1 = _mm256_loadu_ps((bptr) + 8);                      \
+        UK_ROW(c00, c01, p0);                                                                      \
+        UK_ROW(c10, c11, p1);                                                                      \
+        UK_ROW(c20, c21, p2);                                                                      \
+        UK_ROW(c30, c31, p3);                                                                      \
+        UK_ROW(c40, c41, p4);                                                                      \
+        UK_ROW(c50, c51, p5);                                                                      \
+    } while (0)
+#define UK_STORE                                                                                   \
+    _mm256_storeu_ps(acc + 0, c00), _mm256_storeu_ps(acc + 8, c01);                                \
+    _mm256_storeu_ps(acc + 16, c10), _mm256_storeu_ps(acc + 24, c11);                              \
+    _mm256_storeu_ps(acc + 32, c20), _mm256_storeu_ps(acc + 40, c21);                              \
+    _mm256_storeu_ps(acc + 48, c30), _mm256_storeu_ps(acc + 56, c31);                              \
+    _mm256_storeu_ps(acc + 64, c40), _mm256_storeu_ps(acc + 72, c41);                              \
+    _mm256_storeu_ps(acc + 80, c50), _mm256_storeu_ps(acc + 88, c51)
+
+/* any A layout (six row pointers, k stride aks), any B row stride bks */
 __attribute__((target("avx2"))) static void ukernel_avx2(int64_t kc, const float *const ar[MR],
                                                          int64_t aks, const float *b, int64_t bks,
                                                          float *acc, int load) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(acc + 0), c01 = _mm256_loadu_ps(acc + 8);
-        c10 = _mm256_loadu_ps(acc + 16), c11 = _mm256_loadu_ps(acc + 24);
-        c20 = _mm256_loadu_ps(acc + 32), c21 = _mm256_loadu_ps(acc + 40);
-        c30 = _mm256_loadu_ps(acc + 48), c31 = _mm256_loadu_ps(acc + 56);
-        c40 = _mm256_loadu_ps(acc + 64), c41 = _mm256_loadu_ps(acc + 72);
-        c50 = _mm256_loadu_ps(acc + 80), c51 = _mm256_loadu_ps(acc + 88);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-    }
+    UK_DECL
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        UK_STEP(b, a0, a1, a2, a3, a4, a5);
         b += bks;
-        __m256 a;
-        a = _mm256_broadcast_ss(a0);
-        c00 = _mm256_add_ps(c00, _mm256_mul_ps(a, b0));
-        c01 = _mm256_add_ps(c01, _mm256_mul_ps(a, b1));
-        a = _mm256_broadcast_ss(a1);
-        c10 = _mm256_add_ps(c10, _mm256_mul_ps(a, b0));
-        c11 = _mm256_add_ps(c11, _mm256_mul_ps(a, b1));
-        a = _mm256_broadcast_ss(a2);
-        c20 = _mm256_add_ps(c20, _mm256_mul_ps(a, b0));
-        c21 = _mm256_add_ps(c21, _mm256_mul_ps(a, b1));
-        a = _mm256_broadcast_ss(a3);
-        c30 = _mm256_add_ps(c30, _mm256_mul_ps(a, b0));
-        c31 = _mm256_add_ps(c31, _mm256_mul_ps(a, b1));
-        a = _mm256_broadcast_ss(a4);
-        c40 = _mm256_add_ps(c40, _mm256_mul_ps(a, b0));
-        c41 = _mm256_add_ps(c41, _mm256_mul_ps(a, b1));
-        a = _mm256_broadcast_ss(a5);
-        c50 = _mm256_add_ps(c50, _mm256_mul_ps(a, b0));
-        c51 = _mm256_add_ps(c51, _mm256_mul_ps(a, b1));
         a0 += aks, a1 += aks, a2 += aks, a3 += aks, a4 += aks, a5 += aks;
     }
-    _mm256_storeu_ps(acc + 0, c00), _mm256_storeu_ps(acc + 8, c01);
-    _mm256_storeu_ps(acc + 16, c10), _mm256_storeu_ps(acc + 24, c11);
-    _mm256_storeu_ps(acc + 32, c20), _mm256_storeu_ps(acc + 40, c21);
-    _mm256_storeu_ps(acc + 48, c30), _mm256_storeu_ps(acc + 56, c31);
-    _mm256_storeu_ps(acc + 64, c40), _mm256_storeu_ps(acc + 72, c41);
-    _mm256_storeu_ps(acc + 80, c50), _mm256_storeu_ps(acc + 88, c51);
+    UK_STORE;
+}
+
+/* A not transposed (aks == 1): k unrolled by 4 with constant offsets */
+__attribute__((target("avx2"))) static void ukernel_avx2_rows(int64_t kc,
+                                                              const float *const ar[MR],
+                                                              int64_t aks, const float *b,
+                                                              int64_t bks, float *acc, int load) {
+    UK_DECL
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        for (int u = 0; u < 4; u++) /* unrolled by the compiler: constant offsets */
+            UK_STEP(b + u * NR, a0 + u, a1 + u, a2 + u, a3 + u, a4 + u, a5 + u);
+        b += 4 * NR;
+        a0 += 4, a1 += 4, a2 += 4, a3 += 4, a4 += 4, a5 += 4;
+    }
+    for (; k < kc; k++) {
+        UK_STEP(b, a0, a1, a2, a3, a4, a5);
+        b += NR;
+        a0++, a1++, a2++, a3++, a4++, a5++;
+    }
+    UK_STORE;
+}
+
+/* six adjacent values per k: a(i+r, k) = a[k*aks + r], one pointer (the packed transposed A) */
+__attribute__((target("avx2"))) static void ukernel_avx2_cols(int64_t kc,
+                                                              const float *const ar[MR],
+                                                              int64_t aks, const float *b,
+                                                              int64_t bks, float *acc, int load) {
+    UK_DECL
+    const float *a = ar[0];
+    for (int64_t k = 0; k < kc; k++) {
+        UK_STEP(b, a, a + 1, a + 2, a + 3, a + 4, a + 5);
+        b += NR;
+        a += aks;
+    }
+    UK_STORE;
+}
+
+/* bp[k][0..NR) = B[j, k] for the NR rows j of src (row stride ldb), k < kc: the transposed
+ * strip of pack_strip, 8×8 blocks transposed in registers (a copy: no arithmetic). */
+__attribute__((target("avx2"))) static void pack_nt_avx2(const float *src, int64_t ldb, int64_t kc,
+                                                         float *bp) {
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8)
+        for (int h = 0; h < NR; h += 8) {
+            const float *s0 = src + h * ldb + k;
+            __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ldb);
+            __m256 r2 = _mm256_loadu_ps(s0 + 2 * ldb), r3 = _mm256_loadu_ps(s0 + 3 * ldb);
+            __m256 r4 = _mm256_loadu_ps(s0 + 4 * ldb), r5 = _mm256_loadu_ps(s0 + 5 * ldb);
+            __m256 r6 = _mm256_loadu_ps(s0 + 6 * ldb), r7 = _mm256_loadu_ps(s0 + 7 * ldb);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = bp + k * NR + h;
+            _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    for (; k < kc; k++)
+        for (int j = 0; j < NR; j++) bp[k * NR + j] = src[j * ldb + k];
+}
+
+/* c[r][0..NR) = alpha*acc[r] (+ beta*c[r]) for r < mr: the same rounded operations as
+ * store_tile's scalar loop, eight lanes at a time. */
+__attribute__((target("avx2"))) static void store_avx2(float *c, int64_t ldc, int64_t mr,
+                                                       float alpha, float beta, const float *acc) {
+    __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
+    for (int64_t r = 0; r < mr; r++, c += ldc, acc += NR)
+        for (int h = 0; h < NR; h += 8) {
+            __m256 v = _mm256_mul_ps(al, _mm256_loadu_ps(acc + h));
+            if (beta != 0.0f) v = _mm256_add_ps(v, _mm256_mul_ps(be, _mm256_loadu_ps(c + h)));
+            _mm256_storeu_ps(c + h, v);
+        }
 }
 #endif
 
@@ -120,11 +212,18 @@ static int force_scalar; /* bench/test switch, see cpu_internal.h */
 
 void cpu_gemm_force_scalar(int on) { force_scalar = on; }
 
-static ukernel_fn *pick_ukernel(void) {
+/* The kernels of one call: any layout, A rows in place (aks == 1), six adjacent A columns. */
+typedef struct ukernels {
+    ukernel_fn *any, *rows, *cols;
+    int avx2; /* full-width tiles are stored with store_avx2 */
+} ukernels;
+
+static ukernels pick_ukernels(void) {
 #ifdef V3_HAVE_AVX2_KERNEL
-    if (!force_scalar && __builtin_cpu_supports("avx2")) return ukernel_avx2;
+    if (!force_scalar && __builtin_cpu_supports("avx2"))
+        return (ukernels){ukernel_avx2, ukernel_avx2_rows, ukernel_avx2_cols, 1};
 #endif
-    return ukernel_scalar;
+    return (ukernels){ukernel_scalar, ukernel_scalar, ukernel_scalar, 0};
 }
 
 /* ---------------------------------------------------------------- problems and tiles */
@@ -179,6 +278,22 @@ static void pack_strip(const gemm_prob *p, int64_t k0, int64_t kc, int64_t j0, i
     }
 }
 
+/* Rows [i0, i1) of op(A) = Aᵀ, k in [k0, k0+kc), as ap[group][k][MR] (rows past i1 zero: their
+ * results are discarded). Columns of A at a power-of-two stride would fall into a few L1 sets. */
+static void pack_a_t(const gemm_prob *p, int64_t i0, int64_t i1, int64_t k0, int64_t kc,
+                     float *ap) {
+    int64_t m = i1 - i0, n_grp = (m + MR - 1) / MR;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *src = p->A + (k0 + k) * p->lda + i0;
+        for (int64_t g = 0; g < n_grp; g++) {
+            float *d = ap + (g * kc + k) * MR;
+            int64_t w = m - g * MR < MR ? m - g * MR : MR, r = 0;
+            for (; r < w; r++) d[r] = src[g * MR + r];
+            for (; r < MR; r++) d[r] = 0.0f;
+        }
+    }
+}
+
 /* C rows i..i+mr, columns j..j+jw from the finished accumulator tile acc[MR][NR]. */
 static void store_tile(const gemm_prob *p, int64_t i, int64_t mr, int64_t j, int64_t jw,
                        const float *acc) {
@@ -196,38 +311,57 @@ static void store_tile(const gemm_prob *p, int64_t i, int64_t mr, int64_t j, int
 typedef struct scratch {
     float *strip; /* [KMAX1][NR] */
     float *acc;   /* [MC/MR * NC/NR][MR][NR] */
+    float *apack; /* [MC/MR][KMAXT][MR], transposed A only */
 } scratch;
 
 /* Tile (ib, jb) of problem p. */
-static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, ukernel_fn *uk, scratch *s) {
+static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels *uk, scratch *s) {
     int64_t i0 = ib * p->mc, i1 = i0 + p->mc < p->M ? i0 + p->mc : p->M;
     int64_t j0 = jb * p->nc, j1 = j0 + p->nc < p->N ? j0 + p->nc : p->N;
     int64_t n_grp = (i1 - i0 + MR - 1) / MR;
-    int64_t K = p->K, kc = K <= KMAX1 ? K : KC;
-    int64_t ars = p->transA ? 1 : p->lda, aks = p->transA ? p->lda : 1;
+    int64_t K = p->K, kc = K <= (p->transA ? KMAXT : KMAX1) ? K : KC;
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
         int64_t kb = K - k0 < kc ? K - k0 : kc;
         int last = k0 + kb == K;
+        if (p->transA) pack_a_t(p, i0, i1, k0, kb, s->apack);
         for (int64_t j = j0, sidx = 0; j < j1; j += NR, sidx++) {
             int64_t jw = j1 - j < NR ? j1 - j : NR;
-            const float *b;
-            int64_t bks;
-            if (!p->transB && jw == NR) { /* read B in place: 16 contiguous floats per k */
+            /* op(B) strip: read in place when B is not transposed and the strip serves few row
+             * groups (packing would cost more than it saves); otherwise packed, also when not
+             * transposed, since rows of B at a power-of-two stride fall into a few L1 sets */
+            const float *b = s->strip;
+            int64_t bks = NR;
+            if (!p->transB && jw == NR && n_grp <= 4) {
                 b = p->B + k0 * p->ldb + j;
                 bks = p->ldb;
             } else {
-                pack_strip(p, k0, kb, j, jw, s->strip);
-                b = s->strip;
-                bks = NR;
+#ifdef V3_HAVE_AVX2_KERNEL
+                if (uk->avx2 && p->transB && jw == NR)
+                    pack_nt_avx2(p->B + j * p->ldb + k0, p->ldb, kb, s->strip);
+                else
+#endif
+                    pack_strip(p, k0, kb, j, jw, s->strip);
             }
             for (int64_t g = 0; g < n_grp; g++) {
                 int64_t i = i0 + g * MR, mr = i1 - i < MR ? i1 - i : MR;
                 const float *ar[MR];
-                for (int r = 0; r < MR; r++) /* missing rows recompute row i: discarded */
-                    ar[r] = p->A + (i + (r < mr ? r : 0)) * ars + k0 * aks;
                 float *acc = s->acc + (sidx * n_grp + g) * (MR * NR);
-                uk(kb, ar, aks, b, bks, acc, k0 > 0);
-                if (last) store_tile(p, i, mr, j, jw, acc);
+                if (p->transA) { /* packed: six adjacent values per k */
+                    for (int r = 0; r < MR; r++) ar[r] = s->apack + g * kb * MR + r;
+                    (bks == NR ? uk->cols : uk->any)(kb, ar, MR, b, bks, acc, k0 > 0);
+                } else {
+                    for (int r = 0; r < MR; r++) /* missing rows recompute row i: discarded */
+                        ar[r] = p->A + (i + (r < mr ? r : 0)) * p->lda + k0;
+                    (bks == NR ? uk->rows : uk->any)(kb, ar, 1, b, bks, acc, k0 > 0);
+                }
+                if (!last) continue;
+#ifdef V3_HAVE_AVX2_KERNEL
+                if (uk->avx2 && jw == NR) {
+                    store_avx2(p->C + i * p->ldc + j, p->ldc, mr, p->alpha, p->beta, acc);
+                    continue;
+                }
+#endif
+                store_tile(p, i, mr, j, jw, acc);
             }
         }
     }
@@ -260,36 +394,41 @@ static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
     }
     n = m;
     if (n == 0) return;
-    /* tiles per problem: enough for the whole call to have ~4 tiles per thread */
-    int64_t want = 4 * (int64_t)nt;
+    /* tiles per problem: enough for the whole call to have ~4 tiles per thread; a problem with
+     * K-blocking (K > KMAX1, e.g. the head's dx = dlogits · W with K = vocab) only one per
+     * thread: its tiles are long and even, and every extra row or column split streams the
+     * other operand's K-long rows from memory once more */
     for (int64_t q = 0; q < n; q++) {
         gemm_prob *p = &ps[q];
+        int64_t want = (p->K > KMAX1 ? 1 : 4) * (int64_t)nt;
         int64_t share = (int64_t)(want * (2.0 * p->M * p->N * p->K) / flop + 0.999);
         plan_tiles(p, share < 1 ? 1 : share);
         p->task0 = n_task;
         n_task += p->n_ib * p->n_jb;
     }
-    ukernel_fn *uk = pick_ukernel();
+    ukernels uk = pick_ukernels();
     int failed = 0;
-#pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 2e5)
+#pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 1e7)
     {
-        scratch s = {malloc(sizeof(float) * KMAX1 * NR), malloc(sizeof(float) * MC * NC)};
-        if (!s.strip || !s.acc) {
+        scratch s = {malloc(sizeof(float) * KMAX1 * NR), malloc(sizeof(float) * MC * NC), NULL};
+        if (ps[0].transA) s.apack = malloc(sizeof(float) * MC * KMAXT);
+        if (!s.strip || !s.acc || (ps[0].transA && !s.apack)) {
 #pragma omp atomic write
             failed = 1;
         }
         int64_t q = 0;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_task; t++) {
-            if (!s.strip || !s.acc) continue;
+            if (!s.strip || !s.acc || (ps[0].transA && !s.apack)) continue;
             while (q + 1 < n && ps[q + 1].task0 <= t) q++; /* tasks arrive in increasing t */
             while (ps[q].task0 > t) q--;
             const gemm_prob *p = &ps[q];
             int64_t l = t - p->task0;
-            run_tile(p, l % p->n_ib, l / p->n_ib, uk, &s);
+            run_tile(p, l % p->n_ib, l / p->n_ib, &uk, &s);
         }
         free(s.strip);
         free(s.acc);
+        free(s.apack);
     }
     if (failed) v3k_fail(ctx, V3_ENOMEM, "cpu gemm: out of memory for per-thread scratch");
 }

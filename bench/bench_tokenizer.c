@@ -13,25 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_util.h"
 #include "datasets/tokenizer.h"
 
 typedef struct docs {
     json_t *all; /* array of strings */
 } docs;
 
-static void leaves(json_t *v, json_t *out) {
-    if (json_is_string(v)) {
-        json_array_append(out, v);
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) leaves(x, out);
-    } else if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach(v, k, x) leaves(x, out);
-    }
-}
 
 static int add_file(docs *d, const char *path, int jsonl) {
     FILE *f = fopen(path, "rb");
@@ -44,7 +32,7 @@ static int add_file(docs *d, const char *path, int jsonl) {
         json_t *doc = json_loadf(f, 0, &je);
         fclose(f);
         if (!doc) return fprintf(stderr, "%s:%d: %s\n", path, je.line, je.text), -1;
-        leaves(doc, d->all);
+        v3_json_collect_strings(doc, d->all);
         json_decref(doc);
         return 0;
     }
@@ -58,7 +46,7 @@ static int add_file(docs *d, const char *path, int jsonl) {
             fprintf(stderr, "%s: %s\n", path, je.text);
             continue;
         }
-        leaves(doc, d->all);
+        v3_json_collect_strings(doc, d->all);
         json_decref(doc);
     }
     free(line);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <zstd.h>
 
+#include "common/json_util.h"
 #include "datasets/tokenizer.h"
 #include "testutil.h"
 
@@ -52,20 +53,6 @@ static char *read_file(const char *path, size_t *n) {
     return buf;
 }
 
-/* Appends every string value of v in document order. */
-static void leaves(json_t *v, json_t *out) {
-    if (json_is_string(v)) {
-        json_array_append(out, v);
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) leaves(x, out);
-    } else if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach(v, k, x) leaves(x, out);
-    }
-}
 
 static int is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -98,7 +85,7 @@ static json_t *file_rows(const char *path, const char *rel, char *why, size_t wh
                 free(raw);
                 return NULL;
             }
-            leaves(doc, rows);
+            v3_json_collect_strings(doc, rows);
             json_decref(doc);
         }
         pos = end + 1;

@@ -115,7 +115,7 @@ typedef struct v3_balance_params {
     X(gemm) X(gemm_strided_batched) X(gemm_grouped)                                             \
     X(rmsnorm_fwd) X(rmsnorm_bwd) X(rope_fwd) X(rope_bwd) X(attention_fwd) X(attention_bwd)     \
     X(swiglu_fwd) X(swiglu_bwd) X(router_fwd) X(router_bwd) X(router_balance)                   \
-    X(moe_plan) X(gather_rows) X(scatter_add_rows) X(moe_combine_fwd) X(moe_combine_bwd)        \
+    X(moe_plan) X(gather_rows) X(scatter_rows) X(scatter_add_rows) X(moe_combine_fwd) X(moe_combine_bwd)        \
     X(cross_entropy) X(adamw) X(sumsq) X(scale) X(axpy) X(add) X(copy_3d)
 
 struct v3_backend {
@@ -191,6 +191,10 @@ struct v3_backend {
     /* dst[r, :] = src[idx[r], :] for r < R (embedding lookup, MoE dispatch); row strides = C. */
     void (*gather_rows)(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,
                         int64_t C);
+    /* dst[idx[r], :] = src[r, :] (ASSIGNS; writing new rows into the paged KV cache). The indices
+     * must be distinct (not checked). */
+    void (*scatter_rows)(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,
+                         int64_t C);
     /* dst[idx[r], :] += src[r, :] (ACCUMULATES; embedding backward, dispatch backward). Rows that
      * share a destination are summed in increasing r. */
     void (*scatter_add_rows)(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx,

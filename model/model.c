@@ -25,7 +25,6 @@ static int is_moe(const v3_model *m, int l) {
     return v3_config_is_moe_layer(&m->cfg, l);
 }
 
-static float *hs_at(v3_model *m, int i) { return m->hs + (int64_t)i * m->max_tokens * m->cfg.hidden_size; }
 
 /* ---- parameter pointers by Hugging Face name ---- */
 static float *ptr(const v3_model *m, float *base, const char *fmt, int l, int e) {
@@ -120,8 +119,14 @@ static void carve_acts(v3_model *m, v3_arena *ar, v3_layer_acts *a, int want_den
     a->q = TAKE_F(N * H * dqk);
     a->ckv = TAKE_F(N * (kvr + dr));
     a->rstd_kv = TAKE_F(N);
-    a->cn = TAKE_F(N * kvr);
-    a->kv = TAKE_F(N * H * (dn + dv));
+    if (m->opt.absorb) {
+        a->qa = TAKE_F(N * H * (kvr + dr));
+        a->lat = TAKE_F(N * (kvr + dr));
+        a->olat = TAKE_F(N * H * kvr);
+    } else {
+        a->cn = TAKE_F(N * kvr);
+        a->kv = TAKE_F(N * H * (dn + dv));
+    }
     a->att = TAKE_F(N * H * dv);
     a->lse = TAKE_F(N * H);
     a->h_mid = TAKE_F(N * C);
@@ -191,8 +196,10 @@ static void carve(v3_model *m, v3_arena *ar) {
     v3_arena_group(ar, "logits chunk");
     m->logits_chunk = TAKE_F(m->loss_chunk * V);
     m->tok_loss_scratch = TAKE_F(m->loss_chunk);
-    v3_arena_group(ar, "attention keys (scratch)");
-    m->Kbuf = TAKE_F(N * H * dqk);
+    if (!m->opt.absorb) {
+        v3_arena_group(ar, "attention keys (scratch)");
+        m->Kbuf = TAKE_F(N * H * dqk);
+    }
     if (mtp) {
         v3_arena_group(ar, "MTP module");
         m->mtp_e = TAKE_F(N * C);
@@ -212,11 +219,19 @@ static void carve(v3_model *m, v3_arena *ar) {
     /* a union: the attention part, the FFN part and the MTP part are never live together */
     size_t base = v3_arena_mark(ar), high = base;
     m->d_q = TAKE_F(N * H * dqk);
-    m->d_K = TAKE_F(N * H * dqk);
-    m->d_V = TAKE_F(N * H * dv);
-    m->d_kv = TAKE_F(N * H * (dn + dv));
+    if (m->opt.absorb) {
+        m->d_qa = TAKE_F(N * H * (kvr + dr));
+        m->d_Kl = TAKE_F(N * H * (kvr + dr));
+        m->d_Vl = TAKE_F(N * H * kvr);
+        m->d_olat = TAKE_F(N * H * kvr);
+        m->d_lat = TAKE_F(N * (kvr + dr));
+    } else {
+        m->d_K = TAKE_F(N * H * dqk);
+        m->d_V = TAKE_F(N * H * dv);
+        m->d_kv = TAKE_F(N * H * (dn + dv));
+        m->d_cn = TAKE_F(N * kvr);
+    }
     m->d_ckv = TAKE_F(N * (kvr + dr));
-    m->d_cn = TAKE_F(N * kvr);
     m->d_cqn = qr ? TAKE_F(N * qr) : NULL;
     m->d_cq = qr ? TAKE_F(N * qr) : NULL;
     m->d_att = TAKE_F(N * H * dv);
@@ -482,6 +497,9 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     m->seq_off[m->n_seq] = N;
     m->n_valid = nv;
     m->N = N;
+    if (!(b->temperature >= 0.0f) || !isfinite(b->temperature))
+        return v3_errf(err, V3_ERANGE, "batch: temperature %g", (double)b->temperature);
+    m->inv_temp = b->temperature > 0.0f && b->temperature != 1.0f ? 1.0f / b->temperature : 1.0f;
 
     v3_kctx *ctx = m->ctx;
     int32_t *hi = malloc((size_t)N * sizeof(int32_t) * 3);
@@ -536,7 +554,7 @@ int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) 
             m->loss_balance += v3_moe_balance_loss(m, &m->acts[l]);
     }
     v3k(c, rmsnorm_fwd, m->xf, C, m->rstd_f, hs_at(m, L), C, m->final_ln, N, C, m->cfg.rms_norm_eps);
-    v3_loss_forward(m, m->xf, m->d_targets, m->tok_loss, b->logits);
+    v3_loss_forward(m, m->xf, m->d_targets, m->inv_temp, m->tok_loss, b->logits);
     m->loss_main = mean_loss(m, m->tok_loss, b->token_loss, m->n_valid);
     m->loss_mtp = 0;
     if (m->opt.mtp) {
@@ -559,7 +577,7 @@ int v3_model_backward(v3_model *m, v3_err *err) {
     int64_t N = m->N, C = m->cfg.hidden_size;
     int L = m->cfg.n_layer;
     float scale = m->n_valid ? 1.0f / (float)m->n_valid : 0.0f;
-    v3_loss_backward(m, m->xf, m->d_targets, scale, m->d_xf, 0.0f);
+    v3_loss_backward(m, m->xf, m->d_targets, m->inv_temp, scale, m->d_xf, 0.0f);
     if (m->opt.mtp) v3_mtp_backward(m);
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_final_ln, m->d_xf, C, hs_at(m, L), C, m->final_ln, m->rstd_f,
         N, C, 0);

@@ -48,6 +48,11 @@ typedef struct v3_model_options {
      * Length n_layer (+1 for the MTP layer at index n_layer when mtp). Copied at init. */
     const unsigned char *recompute;
     int64_t loss_chunk;     /* tokens per logits chunk in the loss (0 = auto: ~32 MiB of logits) */
+    /* 1: attention in the absorbed (latent) form of model-spec §3 — W_UK folded into the query,
+     * keys/values = the normalised latent c ‖ k_pe shared by all heads, W_UV after attention.
+     * The rollout engine always decodes this way; a trainer whose logprobs must equal the
+     * sampler's bit for bit (GRPO) sets it too. Same function, different rounding (≤1e-5). */
+    int absorb;
 } v3_model_options;
 
 v3_model_options v3_model_default_options(void);
@@ -64,6 +69,8 @@ typedef struct v3_batch {
     float *token_loss;          /* [N] −log p(targets[t]) (0 where ignored): per-token logprob = −loss */
     float *logits;              /* [N, V] main-model logits (tests and scoring of tiny models) */
     float *mtp_logits;          /* [N, V] MTP logits (row t predicts targets[t+1]) */
+    float temperature;          /* main loss on softmax(logits / T) as the sampler drew (GRPO);
+                                 * 0 or 1 = plain logits */
 } v3_batch;
 
 /* Per-layer pointers into params or grads (backend memory). NULL where the config lacks one. */
@@ -98,7 +105,11 @@ typedef struct v3_layer_acts {
     float *ckv;               /* [N, kvr+dr]: c (raw) and k_pe (rotated) */
     float *rstd_kv;           /* [N] */
     float *cn;                /* [N, kvr] kv_a_layernorm out */
-    float *kv;                /* [N, H, dn+dv] */
+    float *kv;                /* [N, H, dn+dv] (not absorb) */
+    float *qa;                /* absorb: [N, H, kvr+dr] query in latent space (W_UKᵀ q_nope ‖ q_pe) */
+    float *lat;               /* absorb: [N, kvr+dr] key = value rows: kv_a_layernorm(c) ‖ rotated k_pe
+                               * (exactly what the KV cache keeps per token) */
+    float *olat;              /* absorb: [N, H, kvr] attention output in latent space */
     float *att;               /* [N, H, dv] attention output */
     float *lse;               /* [N, H] */
     float *h_mid;             /* [N, C] residual after attention */
@@ -159,10 +170,16 @@ typedef struct v3_model {
     float *d_q, *d_K, *d_V, *d_kv, *d_ckv, *d_cn, *d_cqn, *d_cq, *d_att;
     float *d_gu, *d_act, *d_yperm, *d_xperm, *d_topk_w, *d_rlogits;
     float *d_mtp_cat, *d_mtp_e;   /* [N, 2C], [N, C] */
+    float *d_qa, *d_Kl, *d_Vl, *d_olat, *d_lat; /* absorb: [N,H,kvr+dr] x2, [N,H,kvr] x2, [N,kvr+dr] */
+
+    /* ---- inference steps against a KV cache (v3_model_step) ---- */
+    const struct v3_kv_source *kv_src;  /* non-NULL during a step */
+    int64_t step_Tk;
 
     /* ---- the last forward ---- */
     int64_t N;
     int64_t n_valid, n_valid_mtp;
+    float inv_temp;           /* 1 / the batch's temperature (1 = none) */
     int64_t n_seq;
     int64_t *seq_off;         /* (host) [max_tokens + 1] document boundaries */
     double loss_main, loss_mtp, loss_balance, loss_total;
@@ -192,6 +209,45 @@ int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err);
 /* Backward of the last forward's loss; parameter gradients accumulate into m->grads. */
 int v3_model_backward(v3_model *m, v3_err *err);
 void v3_model_zero_grad(v3_model *m);
+
+/* ---- inference steps against a KV cache (the rollout engine, rollout/) ----
+ * A step runs N new tokens of any number of sequences whose earlier tokens live in a cache. For
+ * every layer the model hands the new tokens' latent rows (lat_new [N, kvr+dr], backend memory:
+ * exactly the per-token cache entry of model-spec §3) to src->keys, which stores them and returns
+ * the rows the new tokens attend to ([Tk, kvr+dr], backend memory, one layout for all layers);
+ * new token t attends to rows [kv_lo[t], kv_hi[t]). Attention runs in the absorbed form, so the
+ * model must be initialised with opt.absorb. Per-token arithmetic is that of v3_model_forward
+ * with absorb, so on a batch-invariant backend the logits are bit-identical to a full forward. */
+typedef struct v3_kv_source {
+    void *user;
+    /* NULL on failure (after v3k_fail on the model's context) */
+    const float *(*keys)(void *user, int layer, const float *lat_new, int64_t n_new);
+    int64_t Tk;
+    const int32_t *kv_lo, *kv_hi; /* (host) [N] */
+} v3_kv_source;
+
+typedef struct v3_step {
+    int64_t N;                    /* new tokens (≤ max_tokens) */
+    const int32_t *tokens;        /* (host) [N]; for an MTP step: the NEXT token of each row */
+    const int32_t *positions;     /* (host) [N] RoPE positions */
+    int64_t n_out;                /* rows whose logits are wanted */
+    const int32_t *out_rows;      /* (host) [n_out] indices into the N new rows */
+    float *logits;                /* (backend) [n_out, V] out */
+    float *hidden;                /* main step: (backend, optional) [N, C] out, final-norm output
+                                   * of every row; MTP step: (backend) [N, C] in, the main model's
+                                   * final-norm output at each row's position */
+} v3_step;
+
+/* Main model over the new tokens. */
+int v3_model_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3_err *err);
+/* MTP module (opt.mtp) over rows (main hidden at position i, token i+1): logits predict i+2.
+ * Its attention layer has its own cache: src->keys is called with layer = n_layer. */
+int v3_model_mtp_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3_err *err);
+/* −loss of tokens[r] under softmax(logits[r] / temperature[r]) for n rows of a backend logits
+ * buffer (leaves it intact), with the ops the trainer's loss uses, so the result is bit-identical
+ * to the trainer's per-token logprob at that temperature. temperature ≤ 0 or 1: none. */
+int v3_model_logprobs(v3_model *m, const float *logits, int64_t n, const int32_t *tokens,
+                      const float *temperature, float *out, v3_err *err);
 
 /* Rows routed to each expert of MoE layer `layer` (NULL for a dense layer): in the last forward,
  * and accumulated since the last bias update. Arrays of n_routed_experts. */

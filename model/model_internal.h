@@ -5,6 +5,11 @@
 
 #include "model.h"
 
+/* The residual stream at the input of layer i (i = n_layer: the main model's final hidden). */
+static inline float *hs_at(v3_model *m, int i) {
+    return m->hs + (int64_t)i * m->max_tokens * m->cfg.hidden_size;
+}
+
 /* y[T, out] = x[T, in] · Wᵀ (+ beta·y), W [out, in]. */
 static inline void v3_linear_fwd(v3_kctx *c, float *y, const float *x, const float *W, int64_t T,
                                  int64_t in, int64_t out, float beta) {
@@ -52,12 +57,12 @@ void v3_layer_forward(v3_model *m, int layer, const float *h, v3_layer_acts *a, 
  * (rewriting `out` with the same values). */
 void v3_layer_backward(v3_model *m, int layer, const float *h, float *out, float *dh);
 
-/* Chunked cross-entropy over x [N, C] · headᵀ. Forward: per-token loss into tok_loss (device),
+/* Chunked cross-entropy over (x [N, C] · headᵀ) · inv_temp. Forward: per-token loss into tok_loss (device),
  * optional host logits. Backward: dx = (or += by beta) d(grad_scale·Σ loss)/dx, dhead += ... */
-void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float *tok_loss,
-                     float *host_logits);
-void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float grad_scale,
-                      float *dx, float beta);
+void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
+                     float *tok_loss, float *host_logits);
+void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
+                      float grad_scale, float *dx, float beta);
 
 /* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. */
 void v3_mtp_forward(v3_model *m, float *host_logits);

@@ -8,7 +8,6 @@
  * of position i+1, ignored where i is the last token of its document. */
 #include "model_internal.h"
 
-static float *hs_at(v3_model *m, int i) { return m->hs + (int64_t)i * m->max_tokens * m->cfg.hidden_size; }
 
 void v3_mtp_forward(v3_model *m, float *host_logits) {
     v3_kctx *c = m->ctx;
@@ -22,7 +21,7 @@ void v3_mtp_forward(v3_model *m, float *host_logits) {
     v3_linear_fwd(c, hp, m->mtp_cat, m->mtp_eh, N, 2 * C, C, 0.0f);
     v3_layer_forward(m, L, hp, &m->acts[L], h1, 1);
     v3k(c, rmsnorm_fwd, m->mtp_xf, C, m->mtp_rstd_f, h1, C, m->mtp_snorm, N, C, eps);
-    v3_loss_forward(m, m->mtp_xf, m->d_mtp_targets, m->mtp_tok_loss, host_logits);
+    v3_loss_forward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, m->mtp_tok_loss, host_logits);
 }
 
 void v3_mtp_backward(v3_model *m) {
@@ -31,7 +30,7 @@ void v3_mtp_backward(v3_model *m) {
     int L = m->cfg.n_layer;
     float *hp = hs_at(m, L + 1), *h1 = hs_at(m, L + 2);
     float scale = m->n_valid_mtp ? m->opt.mtp_lambda / (float)m->n_valid_mtp : 0.0f;
-    v3_loss_backward(m, m->mtp_xf, m->d_mtp_targets, scale, m->dx, 0.0f);
+    v3_loss_backward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, scale, m->dx, 0.0f);
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_mtp_snorm, m->dx, C, h1, C, m->mtp_snorm, m->mtp_rstd_f, N,
         C, 0);
     v3_layer_backward(m, L, hp, h1, m->dh);

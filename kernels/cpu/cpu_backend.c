@@ -43,6 +43,7 @@ static const v3_backend cpu_backend = {
     .router_balance = cpu_router_balance,
     .moe_plan = cpu_moe_plan,
     .gather_rows = cpu_gather_rows,
+    .scatter_rows = cpu_scatter_rows,
     .scatter_add_rows = cpu_scatter_add_rows,
     .moe_combine_fwd = cpu_moe_combine_fwd,
     .moe_combine_bwd = cpu_moe_combine_bwd,

@@ -44,6 +44,18 @@ void cpu_gather_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *
         memcpy(dst + r * C, src + (int64_t)idx[r] * C, (size_t)C * sizeof(float));
 }
 
+void cpu_scatter_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,
+                      int64_t C) {
+    for (int64_t r = 0; r < R; r++)
+        if (idx[r] < 0) {
+            v3k_fail(ctx, V3_ERANGE, "scatter_rows: row %lld has index %d", (long long)r, idx[r]);
+            return;
+        }
+#pragma omp parallel for num_threads(cpu_threads(ctx)) if (R * C > 16384)
+    for (int64_t r = 0; r < R; r++)
+        memcpy(dst + (int64_t)idx[r] * C, src + r * C, (size_t)C * sizeof(float));
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);

@@ -127,6 +127,27 @@ extern "C" void cu_gather_rows(v3_kctx *ctx, float *dst, const float *src, const
     CU_LAUNCH_CHECK(ctx, "k_gather_rows");
 }
 
+__global__ void k_scatter_rows(float *dst, const float *src, const int32_t *idx, int64_t R, int64_t C,
+                               int *flags) {
+    CU_GRID_STRIDE(i, R * C) {
+        int64_t r = i / C, c = i % C;
+        int32_t d = idx[r];
+        if (d < 0) {
+            if (c == 0) cu_flag(flags, CU_FLAG_SCATTER_IDX);
+            continue;
+        }
+        dst[(int64_t)d * C + c] = src[i];
+    }
+}
+
+extern "C" void cu_scatter_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx,
+                                int64_t R, int64_t C) {
+    if (R <= 0 || C <= 0) return;
+    k_scatter_rows<<<cu_blocks(R * C, 256), 256, 0, cu_stream(ctx)>>>(dst, src, idx, R, C,
+                                                                      cu_state(ctx)->flags);
+    CU_LAUNCH_CHECK(ctx, "k_scatter_rows");
+}
+
 /* keys/vals: the rows sorted by destination (stable). The thread of (run head i, column c) sums
  * the run's source rows in increasing r and adds the sum to the destination once. */
 __global__ void k_scatter_runs(float *dst, const float *src, const int32_t *keys, const int32_t *vals,

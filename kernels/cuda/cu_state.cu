@@ -132,7 +132,7 @@ extern "C" int v3_cuda_state_check(v3_kctx *ctx) {
     if (bits & CU_FLAG_CE_TARGET)
         v3k_fail(ctx, V3_ERANGE, "cross_entropy: a target is >= V (row ignored)");
     if (bits & CU_FLAG_SCATTER_IDX)
-        v3k_fail(ctx, V3_ERANGE, "scatter_add_rows: a negative row index (row skipped)");
+        v3k_fail(ctx, V3_ERANGE, "scatter_rows/scatter_add_rows: a negative row index (row skipped)");
     if (bits & CU_FLAG_GATHER_IDX)
         v3k_fail(ctx, V3_ERANGE, "gather_rows: a negative row index (row zeroed)");
     return bits;

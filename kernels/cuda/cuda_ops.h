@@ -61,6 +61,8 @@ void cu_router_balance(v3_kctx *ctx, const v3_balance_params *p);
 
 void cu_moe_plan(v3_kctx *ctx, const int32_t *topk_idx, int64_t T, int64_t K, int64_t E,
                  int64_t *counts, int32_t *row_of, int32_t *src_of);
+void cu_scatter_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,
+                     int64_t C);
 void cu_gather_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,
                     int64_t C);
 void cu_scatter_add_rows(v3_kctx *ctx, float *dst, const float *src, const int32_t *idx, int64_t R,

@@ -19,6 +19,7 @@ void v3_cuda_fill_table(v3_backend *be) {
     be->router_balance = cu_router_balance;
     be->moe_plan = cu_moe_plan;
     be->gather_rows = cu_gather_rows;
+    be->scatter_rows = cu_scatter_rows;
     be->scatter_add_rows = cu_scatter_add_rows;
     be->moe_combine_fwd = cu_moe_combine_fwd;
     be->moe_combine_bwd = cu_moe_combine_bwd;

@@ -122,13 +122,15 @@ static double check_grads(const char *name, v3_model *m, const golden *g, const 
     return worst;
 }
 
-static void run_config(const char *name, v3_kctx *ctx, int mtp) {
+static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
     golden g;
     if (golden_open(&g, name)) return;
+    if (absorb) printf("  %s: attention in the absorbed form\n", name);
     v3_err err;
     int64_t N = g.N, V = g.cfg.vocab_size;
     v3_model_options o = v3_model_default_options();
     o.mtp = mtp;
+    o.absorb = absorb; /* the latent (absorbed) attention must match HF's plain form too */
     o.loss_chunk = 7; /* several chunks, the last one partial */
     if (mtp) {
         float *lam = read_f32(&g.ref, "mtp.lambda", NULL);
@@ -147,7 +149,7 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp) {
     float *logits = calloc((size_t)(N * V), sizeof(float));
     float *mtp_logits = mtp ? calloc((size_t)(N * V), sizeof(float)) : NULL;
     float *tok_loss = calloc((size_t)N, sizeof(float));
-    v3_batch b = {N, g.tokens, g.targets, g.positions, g.doc_start, tok_loss, logits, mtp_logits};
+    v3_batch b = {N, g.tokens, g.targets, g.positions, g.doc_start, tok_loss, logits, mtp_logits, 0.0f};
     double loss = 0;
     v3_model_zero_grad(&m);
     CHECK_OK(v3_model_forward(&m, &b, &loss, &err), &err);
@@ -270,9 +272,11 @@ int main(void) {
         fprintf(stderr, "cpu backend: %s\n", err.msg);
         return 1;
     }
-    run_config("a", &ctx, 1);
-    run_config("b", &ctx, 0);
-    run_config("c", &ctx, 0);
+    for (int absorb = 0; absorb <= 1; absorb++) {
+        run_config("a", &ctx, 1, absorb);
+        run_config("b", &ctx, 0, absorb);
+        run_config("c", &ctx, 0, absorb);
+    }
     v3_kctx_free(&ctx);
     return t_finish("test_model_golden");
 }

@@ -1197,6 +1197,16 @@ static int64_t run_scatter(v3_kctx *ctx, const void *v, float *out) {
     oc_done(&b);
     return c->n_rows * c->C;
 }
+static int64_t run_scatter_assign(v3_kctx *ctx, const void *v, float *out) {
+    const rows_case *c = v;
+    oc_bufs b = {.ctx = ctx, .what = "scatter_rows"};
+    float *src = oc_putf(&b, c->src, c->R * c->C), *dst = oc_putf(&b, c->dst0, c->n_rows * c->C);
+    int32_t *idx = oc_puti(&b, c->idx, c->R);
+    v3k(ctx, scatter_rows, dst, src, idx, c->R, c->C);
+    oc_get(&b, out, dst, (size_t)(c->n_rows * c->C) * 4);
+    oc_done(&b);
+    return c->n_rows * c->C;
+}
 /* L = <R, gather(x)>: its gradient is scatter_add(R) */
 static double loss_gather(const double *x, const void *v) {
     const rows_case *c = v;
@@ -1242,6 +1252,26 @@ static void test_rows(oc_env *E) {
         double *xd = oc_tod(cg.src, N * C);
         double fe = oc_fd(E, loss_gather, &c, xd, N * C, g, 0.5, 200); /* linear: exact FD */
         CHECK(fe < 1e-6, "%s: scatter_add is not the adjoint of gather, %.3g", name, fe);
+        /* scatter_rows (assignment) to distinct rows: exact copies, the other rows untouched */
+        {
+            int64_t Rd = R < N ? R : N;
+            int32_t *perm = malloc((size_t)N * 4);
+            for (int64_t i = 0; i < N; i++) perm[i] = (int32_t)i;
+            for (int64_t i = N - 1; i > 0; i--) {
+                int64_t j = (int64_t)v3_rng_below(&E->rng, (uint64_t)(i + 1));
+                int32_t t = perm[i];
+                perm[i] = perm[j], perm[j] = t;
+            }
+            rows_case ca = {Rd, C, N, perm, c.src, c.dst0};
+            float *as = oc_run(E, OP_scatter_rows, name, run_scatter_assign, &ca, N * C, 0, NULL);
+            float *want = malloc((size_t)(N * C) * 4);
+            memcpy(want, c.dst0, (size_t)(N * C) * 4);
+            for (int64_t r = 0; r < Rd; r++) memcpy(want + perm[r] * C, c.src + r * C, (size_t)C * 4);
+            CHECK(memcmp(as, want, (size_t)(N * C) * 4) == 0, "%s: scatter_rows is not exact", name);
+            free(want);
+            free(as);
+            free(perm);
+        }
         /* (c) twice from zero is exactly twice */
         float *d2 = calloc((size_t)(N * C), 4);
         v3k(&E->cpu, scatter_add_rows, d2, c.src, idx, R, C);
@@ -1263,6 +1293,7 @@ static void test_rows(oc_env *E) {
     }
     oc_mark(E, OP_gather_rows, f0);
     oc_mark(E, OP_scatter_add_rows, f0);
+    oc_mark(E, OP_scatter_rows, f0);
 }
 
 typedef struct {

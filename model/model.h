@@ -243,11 +243,12 @@ int v3_model_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3_err
 /* MTP module (opt.mtp) over rows (main hidden at position i, token i+1): logits predict i+2.
  * Its attention layer has its own cache: src->keys is called with layer = n_layer. */
 int v3_model_mtp_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3_err *err);
-/* −loss of tokens[r] under softmax(logits[r] / temperature[r]) for n rows of a backend logits
- * buffer (leaves it intact), with the ops the trainer's loss uses, so the result is bit-identical
- * to the trainer's per-token logprob at that temperature. temperature ≤ 0 or 1: none. */
-int v3_model_logprobs(v3_model *m, const float *logits, int64_t n, const int32_t *tokens,
-                      const float *temperature, float *out, v3_err *err);
+/* log p(tokens[r]) under softmax(logits[rows[r]] / temperature[r]) for n entries, read from a
+ * backend logits buffer [*, V] (left intact; rows NULL = row r), with the ops the trainer's loss
+ * uses, so the result is bit-identical to the trainer's per-token logprob at that temperature.
+ * temperature NULL, ≤ 0 or 1: none. */
+int v3_model_logprobs(v3_model *m, const float *logits, const int32_t *rows, int64_t n,
+                      const int32_t *tokens, const float *temperature, float *out, v3_err *err);
 
 /* Rows routed to each expert of MoE layer `layer` (NULL for a dense layer): in the last forward,
  * and accumulated since the last bias update. Arrays of n_routed_experts. */

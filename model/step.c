@@ -101,8 +101,8 @@ int v3_model_mtp_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3
     return step_end(m, err);
 }
 
-int v3_model_logprobs(v3_model *m, const float *logits, int64_t n, const int32_t *tokens,
-                      const float *temperature, float *out, v3_err *err) {
+int v3_model_logprobs(v3_model *m, const float *logits, const int32_t *rows, int64_t n,
+                      const int32_t *tokens, const float *temperature, float *out, v3_err *err) {
     v3_kctx *c = m->ctx;
     int64_t V = m->cfg.vocab_size, ch = m->loss_chunk;
     if (n > m->max_tokens)
@@ -114,7 +114,13 @@ int v3_model_logprobs(v3_model *m, const float *logits, int64_t n, const int32_t
     c->be->to_device(c, m->d_targets, tokens, (size_t)n * sizeof(int32_t));
     for (int64_t r0 = 0; r0 < n; r0 += ch) {
         int64_t k = n - r0 < ch ? n - r0 : ch;
-        c->be->copy(c, m->logits_chunk, logits + r0 * V, (size_t)(k * V) * sizeof(float));
+        if (rows) {
+            for (int64_t r = 0; r < k; r++)
+                c->be->copy(c, m->logits_chunk + r * V, logits + (int64_t)rows[r0 + r] * V,
+                            (size_t)V * sizeof(float));
+        } else {
+            c->be->copy(c, m->logits_chunk, logits + r0 * V, (size_t)(k * V) * sizeof(float));
+        }
         for (int64_t r = 0; r < k; r++) {
             float T = temperature ? temperature[r0 + r] : 1.0f;
             /* the same float factor and op as v3_loss_forward applies to a whole chunk */

@@ -13,8 +13,10 @@ static const v3_command commands[] = {
     {"data", v3_cmd_data, "prepare token shards from conversations (prepare), show their stats"},
     {"sft", v3_cmd_sft, "supervised fine-tuning from a Lua config (checkpoints, --resume, metrics in run.db)"},
     {"report", v3_cmd_report, "PNG charts (gnuplot) and an HTML page of a run's metrics"},
+    {"generate", v3_cmd_generate, "sample completions with the rollout engine (JSONL or run.db)"},
     {"score", v3_cmd_score, "mean loss and perplexity of a model over token rows"},
     {"reward", v3_cmd_reward, "score JSONL rows with Lua reward scripts (sandboxed workers)"},
+    {"distill", v3_cmd_distill, "R1 reasoning traces: import, verify, filter, export an SFT set"},
     {"samples", v3_cmd_samples, "show samples, rewards and advantages stored by a run"},
     {"runs", v3_cmd_runs, "list runs with status and headline metrics"},
 };

@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
         pos[t] = (int32_t)i;
         ds[t] = (int32_t)(b * seq);
     }
-    v3_batch bt = {N, tok, tgt, pos, ds, NULL, NULL, NULL, 0.0f};
+    v3_batch bt = {N, tok, tgt, pos, ds, NULL, NULL, NULL, 0.0f, NULL};
     double best = 1e30, total = 0, loss = 0, zero_s = 0;
     for (int s = 0; s <= steps; s++) { /* step 0 is a warm-up */
         double t0 = now();

@@ -249,7 +249,7 @@ int v3_cmd_score(int argc, char **argv) {
             N += r->n;
             last++;
         }
-        v3_batch b = {N, tok, tgt, pos, ds, tl, NULL, NULL, 0.0f};
+        v3_batch b = {N, tok, tgt, pos, ds, tl, NULL, NULL, 0.0f, NULL};
         if (v3_model_forward(&m, &b, NULL, &err)) {
             status = v3_cli_fail("score", "%s", err.msg);
             goto out;

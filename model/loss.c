@@ -21,7 +21,7 @@ void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float 
 }
 
 void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
-                      float grad_scale, float *dx, float beta) {
+                      float grad_scale, const float *row_weight, float *dx, float beta) {
     v3_kctx *c = m->ctx;
     int64_t N = m->N, C = m->cfg.hidden_size, V = m->cfg.vocab_size, ch = m->loss_chunk;
     for (int64_t t0 = 0; t0 < N; t0 += ch) {
@@ -31,7 +31,9 @@ void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float
          * With a temperature, d/dz CE(z/T) = (softmax − onehot)/T. */
         if (inv_temp != 1.0f) v3k(c, scale, m->logits_chunk, n * V, inv_temp);
         v3k(c, cross_entropy, m->logits_chunk, V, m->tok_loss_scratch, targets + t0, n, V,
-            grad_scale * inv_temp);
+            row_weight ? inv_temp : grad_scale * inv_temp);
+        if (row_weight) /* per-token weights (policy gradient): one scale per row */
+            for (int64_t r = 0; r < n; r++) v3k(c, scale, m->logits_chunk + r * V, V, row_weight[t0 + r]);
         v3_linear_bwd_x(c, dx + t0 * C, m->logits_chunk, m->head, n, C, V, beta);
         v3_linear_bwd_w(c, m->g_head, m->logits_chunk, x + t0 * C, n, C, V);
     }

@@ -300,9 +300,10 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
     m->load_accum = calloc((size_t)LT, sizeof *m->load_accum);
     m->seq_off = calloc((size_t)max_tokens + 1, sizeof *m->seq_off);
     m->host_tok_loss = calloc((size_t)max_tokens, sizeof(float));
+    m->host_tok_weight = calloc((size_t)max_tokens, sizeof(float));
     m->descs = calloc((size_t)(cfg->n_routed_experts > 0 ? cfg->n_routed_experts : 1), sizeof *m->descs);
     if (!m->recompute || !m->lw || !m->lg || !m->acts || !m->load_last || !m->load_accum ||
-        !m->seq_off || !m->host_tok_loss || !m->descs) {
+        !m->seq_off || !m->host_tok_loss || !m->host_tok_weight || !m->descs) {
         rc = v3_errf(err, V3_ENOMEM, "model: out of memory");
         goto fail;
     }
@@ -415,6 +416,7 @@ void v3_model_free(v3_model *m) {
     free(m->recompute);
     free(m->seq_off);
     free(m->host_tok_loss);
+    free(m->host_tok_weight);
     free(m->descs);
     v3_arena_free(&m->arena);
     ctx->be->free(ctx, m->params);
@@ -500,6 +502,13 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     if (!(b->temperature >= 0.0f) || !isfinite(b->temperature))
         return v3_errf(err, V3_ERANGE, "batch: temperature %g", (double)b->temperature);
     m->inv_temp = b->temperature > 0.0f && b->temperature != 1.0f ? 1.0f / b->temperature : 1.0f;
+    m->use_tok_weight = b->token_weight != NULL;
+    if (b->token_weight) {
+        for (int64_t t = 0; t < N; t++)
+            if (!isfinite(b->token_weight[t]))
+                return v3_errf(err, V3_ERANGE, "batch: token_weight[%lld] is not finite", (long long)t);
+        memcpy(m->host_tok_weight, b->token_weight, (size_t)N * sizeof(float));
+    }
 
     v3_kctx *ctx = m->ctx;
     int32_t *hi = malloc((size_t)N * sizeof(int32_t) * 3);
@@ -577,7 +586,8 @@ int v3_model_backward(v3_model *m, v3_err *err) {
     int64_t N = m->N, C = m->cfg.hidden_size;
     int L = m->cfg.n_layer;
     float scale = m->n_valid ? 1.0f / (float)m->n_valid : 0.0f;
-    v3_loss_backward(m, m->xf, m->d_targets, m->inv_temp, scale, m->d_xf, 0.0f);
+    v3_loss_backward(m, m->xf, m->d_targets, m->inv_temp, scale,
+                     m->use_tok_weight ? m->host_tok_weight : NULL, m->d_xf, 0.0f);
     if (m->opt.mtp) v3_mtp_backward(m);
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_final_ln, m->d_xf, C, hs_at(m, L), C, m->final_ln, m->rstd_f,
         N, C, 0);

@@ -71,6 +71,10 @@ typedef struct v3_batch {
     float *mtp_logits;          /* [N, V] MTP logits (row t predicts targets[t+1]) */
     float temperature;          /* main loss on softmax(logits / T) as the sampler drew (GRPO);
                                  * 0 or 1 = plain logits */
+    const float *token_weight;  /* [N] or NULL. When given, backward differentiates
+                                 * Σ_t token_weight[t] · CE_t (+ MTP, balance) instead of the mean
+                                 * CE: a policy-gradient loss with d L/d logp_t = g_t passes
+                                 * token_weight = −g_t (CE_t = −logp_t). */
 } v3_batch;
 
 /* Per-layer pointers into params or grads (backend memory). NULL where the config lacks one. */
@@ -180,6 +184,8 @@ typedef struct v3_model {
     int64_t N;
     int64_t n_valid, n_valid_mtp;
     float inv_temp;           /* 1 / the batch's temperature (1 = none) */
+    float *host_tok_weight;   /* (host) [max_tokens] the batch's token weights */
+    int use_tok_weight;
     int64_t n_seq;
     int64_t *seq_off;         /* (host) [max_tokens + 1] document boundaries */
     double loss_main, loss_mtp, loss_balance, loss_total;

@@ -57,12 +57,13 @@ void v3_layer_forward(v3_model *m, int layer, const float *h, v3_layer_acts *a, 
  * (rewriting `out` with the same values). */
 void v3_layer_backward(v3_model *m, int layer, const float *h, float *out, float *dh);
 
-/* Chunked cross-entropy over (x [N, C] · headᵀ) · inv_temp. Forward: per-token loss into tok_loss (device),
+/* Chunked cross-entropy over (x [N, C] · headᵀ) · inv_temp. row_weight (host [N], may be NULL)
+ * replaces grad_scale per token in backward. Forward: per-token loss into tok_loss (device),
  * optional host logits. Backward: dx = (or += by beta) d(grad_scale·Σ loss)/dx, dhead += ... */
 void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
                      float *tok_loss, float *host_logits);
 void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
-                      float grad_scale, float *dx, float beta);
+                      float grad_scale, const float *row_weight, float *dx, float beta);
 
 /* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. */
 void v3_mtp_forward(v3_model *m, float *host_logits);

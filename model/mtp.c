@@ -30,7 +30,7 @@ void v3_mtp_backward(v3_model *m) {
     int L = m->cfg.n_layer;
     float *hp = hs_at(m, L + 1), *h1 = hs_at(m, L + 2);
     float scale = m->n_valid_mtp ? m->opt.mtp_lambda / (float)m->n_valid_mtp : 0.0f;
-    v3_loss_backward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, scale, m->dx, 0.0f);
+    v3_loss_backward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, scale, NULL, m->dx, 0.0f);
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_mtp_snorm, m->dx, C, h1, C, m->mtp_snorm, m->mtp_rstd_f, N,
         C, 0);
     v3_layer_backward(m, L, hp, h1, m->dh);

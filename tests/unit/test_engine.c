@@ -123,11 +123,11 @@ static void check_recompute(v3_model *m, v3_model *plain, const v3_gen_request *
             i1++;
         }
         if (i1 == i0) break;
-        v3_batch b = {N, tok, tgt, pos, ds, tl, lg, NULL, T > 0 ? T : 1.0f};
+        v3_batch b = {N, tok, tgt, pos, ds, tl, lg, NULL, T > 0 ? T : 1.0f, NULL};
         CHECK_OK(v3_model_forward(m, &b, NULL, &err), &err);
-        v3_batch b1 = {N, tok, tgt, pos, ds, tl1, NULL, NULL, 1.0f};
+        v3_batch b1 = {N, tok, tgt, pos, ds, tl1, NULL, NULL, 1.0f, NULL};
         CHECK_OK(v3_model_forward(m, &b1, NULL, &err), &err);
-        v3_batch bp = {N, tok, tgt, pos, ds, NULL, lgp, NULL, 1.0f};
+        v3_batch bp = {N, tok, tgt, pos, ds, NULL, lgp, NULL, 1.0f, NULL};
         CHECK_OK(v3_model_forward(plain, &bp, NULL, &err), &err);
         int64_t off = 0;
         for (int64_t i = i0; i < i1; i++) {

@@ -130,7 +130,7 @@ int main(void) {
     ctx.be->copy(&ctx, mi.params, mt.params, (size_t)mt.table.total * sizeof(float));
     float *lt = calloc((size_t)(N * V), sizeof(float)), *li = calloc((size_t)(N * V), sizeof(float));
     float *ls = calloc((size_t)(N * V), sizeof(float));
-    v3_batch b = {N, tok, tgt, pos, ds, NULL, lt, NULL, 0.0f};
+    v3_batch b = {N, tok, tgt, pos, ds, NULL, lt, NULL, 0.0f, NULL};
     double loss_t = 0, loss_i = 0;
     CHECK_OK(v3_model_forward(&mt, &b, &loss_t, &err), &err);
     b.logits = li;
@@ -143,7 +143,7 @@ int main(void) {
         int64_t s = d ? n1 : 0, n = d ? n2 : n1;
         int32_t dsd[20];
         for (int64_t t = 0; t < n; t++) dsd[t] = 0;
-        v3_batch bd = {n, tok + s, tgt + s, pos + s, dsd, NULL, ls, NULL, 0.0f};
+        v3_batch bd = {n, tok + s, tgt + s, pos + s, dsd, NULL, ls, NULL, 0.0f, NULL};
         CHECK_OK(v3_model_forward(&mi, &bd, NULL, &err), &err);
         double e = t_rel_err(ls, lt + s * V, n * V);
         CHECK(e < 1e-6, "document %d alone vs packed: logits rel err %.3e", d, e);

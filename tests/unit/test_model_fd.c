@@ -140,7 +140,7 @@ int main(void) {
     v3_model m;
     CHECK_OK(v3_model_init(&m, &cfg, &ctx, N, &o, &err), &err);
     CHECK_OK(v3_model_load(&m, dir, &err), &err);
-    v3_batch b = {N, arr[0], arr[1], arr[2], arr[3], NULL, NULL, NULL, 0.0f};
+    v3_batch b = {N, arr[0], arr[1], arr[2], arr[3], NULL, NULL, NULL, 0.0f, NULL};
     double loss = 0;
     v3_model_zero_grad(&m);
     CHECK_OK(v3_model_forward(&m, &b, &loss, &err), &err);

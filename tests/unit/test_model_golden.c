@@ -149,7 +149,7 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
     float *logits = calloc((size_t)(N * V), sizeof(float));
     float *mtp_logits = mtp ? calloc((size_t)(N * V), sizeof(float)) : NULL;
     float *tok_loss = calloc((size_t)N, sizeof(float));
-    v3_batch b = {N, g.tokens, g.targets, g.positions, g.doc_start, tok_loss, logits, mtp_logits, 0.0f};
+    v3_batch b = {N, g.tokens, g.targets, g.positions, g.doc_start, tok_loss, logits, mtp_logits, 0.0f, NULL};
     double loss = 0;
     v3_model_zero_grad(&m);
     CHECK_OK(v3_model_forward(&m, &b, &loss, &err), &err);

@@ -357,6 +357,20 @@ static int lp_request(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, in
     return V3_OK;
 }
 
+/* Entropy of softmax(x·(1/T)) in nats (double sums; GRPO logs it as a metric). */
+static float entropy_of(const float *x, int64_t V, float T) {
+    float inv = T > 0.0f ? 1.0f / T : 1.0f, mx = -INFINITY;
+    for (int64_t i = 0; i < V; i++)
+        if (x[i] * inv > mx) mx = x[i] * inv;
+    double z = 0, ez = 0;
+    for (int64_t i = 0; i < V; i++) {
+        double d = (double)(x[i] * inv) - mx, e = exp(d);
+        z += e;
+        ez += e * d;
+    }
+    return (float)(log(z) - ez / z);
+}
+
 /* Samples s's next token from logits row `row`, records it. */
 static int sample_into(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, int32_t *tok,
                        v3_err *err) {
@@ -367,6 +381,7 @@ static int sample_into(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, i
     e->stats.t_sample += now_s() - t;
     if (rc) return rc;
     *tok = o.token;
+    s->out->entropy[s->out->n] = entropy_of(e->h_logits + row * e->V, e->V, s->r->sampling.temperature);
     if ((rc = v3_gen_seq_push(s, e, o.token, (float)o.logprob, now_s() - g->t0, err))) return rc;
     e->stats.generated++;
     return lp_request(e, g, s, row, o.token, err);

@@ -57,6 +57,8 @@ typedef struct v3_gen_output {
     float *logprob_temp;       /* [n] log softmax(logits/T) — the trainer's recompute, bit-exact
                                 * on the CPU (T = 1 for greedy) */
     float *logprob_raw;        /* [n] log softmax(logits) (T = 1), same ops */
+    float *entropy;            /* [n] entropy (nats) of softmax(logits/T) over the full vocabulary
+                                * at each step (T = 1 for greedy), before top-k/p/min-p */
     char *text;                /* detokenised, cut before a stop string; NULL without tokenizer */
     size_t text_len;
     int finish;                /* V3_FINISH_* */

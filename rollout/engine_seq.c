@@ -16,6 +16,7 @@ void v3_gen_outputs_free(v3_gen_output *o, int64_t n) {
         free(o[i].logprob);
         free(o[i].logprob_temp);
         free(o[i].logprob_raw);
+        free(o[i].entropy);
         free(o[i].text);
     }
     free(o);
@@ -39,7 +40,8 @@ int v3_gen_seq_init(v3_gen_seq *s, const v3_engine *e, const v3_gen_request *r, 
     o->logprob = malloc((size_t)mn * sizeof(float));
     o->logprob_temp = malloc((size_t)mn * sizeof(float));
     o->logprob_raw = malloc((size_t)mn * sizeof(float));
-    if (!s->toks || !o->ids || !o->logprob || !o->logprob_temp || !o->logprob_raw)
+    o->entropy = malloc((size_t)mn * sizeof(float));
+    if (!s->toks || !o->ids || !o->logprob || !o->logprob_temp || !o->logprob_raw || !o->entropy)
         return v3_errf(err, V3_ENOMEM, "engine: out of memory for request %d", req);
     memcpy(s->toks, r->prompt, (size_t)r->prompt_len * sizeof(int32_t));
     s->len = r->prompt_len;

@@ -208,6 +208,7 @@ static int open_protected(lua_State *L) {
     lua_pushcclosure(L, l_log, 1);
     lua_setfield(L, -2, "log");
     if (v3_v3mod_push_math(L)) lua_setfield(L, -2, "math");
+    if (v3_v3mod_push_text(L)) lua_setfield(L, -2, "text");
     lua_setglobal(L, "v3");
 
     lua_createtable(L, o ? o->n_reward_dirs : 0, 0);

@@ -60,5 +60,6 @@ size_t v3_utf8_seq(const unsigned char *p, size_t n);
  * may raise. */
 void v3_v3mod_push_json(lua_State *L);
 int v3_v3mod_push_math(lua_State *L);
+int v3_v3mod_push_text(lua_State *L); /* v3.text (lua/v3mod_text.c): pushes it, returns 1 */
 
 #endif

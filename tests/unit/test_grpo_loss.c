@@ -553,8 +553,43 @@ static void test_loss_edges(void) {
     CHECK(isinf(v3_grpo_entropy_threshold(e, none, 6, 0.3, sc)), "no tokens: infinite threshold");
 }
 
+/* The numbers TRL's documentation works out by hand. */
+static void test_trl_hand_numbers(void) {
+    v3_err err;
+    /* group rewards [1, 0, 0, 1]: mean 0.5, unbiased std sqrt(1/3), A = ±0.5 / (std + 1e-4) */
+    double scores[4] = {1, 0, 0, 1}, w = 1.0, adv[4];
+    v3_grpo_adv_opts ao = {4, V3_GRPO_SCALE_GROUP, V3_GRPO_AGG_SUM_THEN_NORMALIZE};
+    v3_grpo_adv_out out = {0};
+    out.adv = adv;
+    CHECK_OK(v3_grpo_advantages(scores, &w, 4, 1, &ao, &out, &err), &err);
+    CHECK(fabs(adv[0] - 0.8658754) < 5e-8 && fabs(adv[1] + 0.8658754) < 5e-8 &&
+              fabs(adv[2] + 0.8658754) < 5e-8 && fabs(adv[3] - 0.8658754) < 5e-8,
+          "[1,0,0,1]: advantages %.7f %.7f %.7f %.7f (TRL: ±0.8658754)", adv[0], adv[1], adv[2], adv[3]);
+    /* two sequences of 2 and 4 tokens, advantages +1 and −1, ratio 1: per-token losses −1, +1;
+     * grpo (−1 + 1)/2 = 0, bnpo and dapo (−2 + 4)/6 = 1/3, dr_grpo 2/(2·4) = 0.25 */
+    float lp[8] = {-1, -1, 0, 0, -1, -1, -1, -1};
+    uint8_t mask[8] = {1, 1, 0, 0, 1, 1, 1, 1};
+    double A[2] = {1, -1};
+    v3_grpo_loss_in in = {0};
+    in.B = 2, in.T = 4, in.logp = lp, in.old_logp = lp, in.adv = A, in.mask = mask;
+    static const struct { v3_grpo_loss_type t; double want; } cases[] = {
+        {V3_GRPO_LOSS_GRPO, 0.0}, {V3_GRPO_LOSS_BNPO, 1.0 / 3}, {V3_GRPO_LOSS_DAPO, 1.0 / 3},
+        {V3_GRPO_LOSS_DR_GRPO, 0.25}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        v3_grpo_loss_opts o;
+        v3_grpo_loss_default_opts(&o);
+        o.type = cases[i].t;
+        o.max_completion_length = 4;
+        double loss = NAN;
+        CHECK_OK(v3_grpo_loss(&in, &o, &loss, NULL, NULL, &err), &err);
+        CHECK(fabs(loss - cases[i].want) < 1e-12, "%s: loss %.12f, TRL's example gives %.12f",
+              v3_grpo_loss_type_name(cases[i].t), loss, cases[i].want);
+    }
+}
+
 int main(void) {
     uint64_t seed = t_seed("test_grpo_loss");
+    test_trl_hand_numbers();
     test_golden();
     test_finite_differences(seed);
     test_adv_edges();

@@ -34,7 +34,7 @@ static void test_hostile(void) {
     char path[1024];
     v3_reward_script sc = {.path = script("hostile.lua", path, sizeof path)};
     v3_reward_opts o = {.scripts = &sc, .n_scripts = 1, .n_workers = 2, .timeout_ms = 200,
-                        .grace_ms = 100, .max_instructions = 5000000, .mem_cap = 16u << 20,
+                        .grace_ms = 100, .max_instructions = 1000000, .mem_cap = 16u << 20,
                         .fallback = -1};
     v3_reward_host *h;
     v3_err err = {0};

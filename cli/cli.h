@@ -23,6 +23,7 @@ int v3_cmd_config(int argc, char **argv);
 int v3_cmd_tokenize(int argc, char **argv);
 int v3_cmd_score(int argc, char **argv);
 int v3_cmd_generate(int argc, char **argv);
+int v3_cmd_distill(int argc, char **argv);
 int v3_cmd_samples(int argc, char **argv);
 int v3_cmd_runs(int argc, char **argv);
 int v3_cmd_data(int argc, char **argv);

@@ -16,6 +16,7 @@ static const v3_command commands[] = {
     {"generate", v3_cmd_generate, "sample completions with the rollout engine (JSONL or run.db)"},
     {"score", v3_cmd_score, "mean loss and perplexity of a model over token rows"},
     {"reward", v3_cmd_reward, "score JSONL rows with Lua reward scripts (sandboxed workers)"},
+    {"distill", v3_cmd_distill, "R1 reasoning traces: import, verify, filter, export an SFT set"},
     {"samples", v3_cmd_samples, "show samples, rewards and advantages stored by a run"},
     {"runs", v3_cmd_runs, "list runs with status and headline metrics"},
 };

@@ -68,7 +68,9 @@ static int load_counters(v3_store *s, v3_err *err) {
     if ((rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM runs", &s->next_run_id, err)) ||
         (rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM prompts", &s->next_prompt_id, err)) ||
         (rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM samples", &s->next_sample_id, err)) ||
-        (rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM traces", &s->next_trace_id, err)))
+        (rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM traces", &s->next_trace_id, err)) ||
+        (rc = query_i64(s, "SELECT coalesce(max(id), 0) + 1 FROM selections", &s->next_selection_id,
+                        err)))
         return rc;
     if (sqlite3_prepare_v2(s->db, "SELECT key, id FROM prompts", -1, &st, NULL) != SQLITE_OK) {
         rc = v3_store__sqlerr(err, s->db, s->path, "loading prompt keys");

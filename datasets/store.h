@@ -26,7 +26,7 @@
 
 #include "common/err.h"
 
-#define V3_STORE_SCHEMA_VERSION 1
+#define V3_STORE_SCHEMA_VERSION 2
 #define V3_STORE_APPLICATION_ID 0x76337475 /* "v3tu": PRAGMA application_id of every run.db */
 
 /* open flags: none = read-only */
@@ -147,15 +147,48 @@ typedef struct v3_store_trace {
     const char *provenance_json;/* {"file":..., "line":...} or {"url":..., "request_id":...} */
     const char *filters_json;   /* JSON array of the filters it passed; may be NULL */
     int accepted;               /* 1 kept for SFT, 0 rejected, < 0 not decided yet */
+    uint64_t key;               /* dedupe hash of prompt + trace (UNIQUE); 0 = none (NULL) */
+    int truncated;              /* 1 = cut off: the reasoning was never closed; 0 = no/unknown */
 } v3_store_trace;
 
+/* A zero-initialised verdict stores 0 for weight and elapsed_ms; pass NAN for "unknown". */
 typedef struct v3_store_verdict {
     int64_t trace_id;
-    const char *verifier; /* reward function or filter name */
-    int passed;           /* 0 / 1 */
-    double score;         /* NAN = none */
-    const char *detail;   /* may be NULL */
+    const char *verifier;    /* reward function or filter name */
+    int passed;              /* 0 / 1 */
+    double score;            /* NAN = none */
+    const char *detail;      /* may be NULL */
+    double weight;           /* the function's weight; NAN = unknown */
+    const char *error;       /* the script's error text when it failed; may be NULL */
+    const char *extra_json;  /* extra fields the script returned; may be NULL */
+    const char *script_hash; /* hex digest of the script source; may be NULL */
+    double elapsed_ms;       /* NAN = not measured */
 } v3_store_verdict;
+
+/* A decision taken after the trace was stored (a filter run): accepted and filters_passed are
+ * set; the trace's other columns are left alone. */
+typedef struct v3_store_trace_update {
+    int64_t trace_id;
+    int accepted;             /* 1 / 0; < 0 = NULL (undecided) */
+    const char *filters_json; /* JSON array of the filters it passed; may be NULL */
+} v3_store_trace_update;
+
+/* One filter run over the traces (a selection): the rows of selection_traces say which traces it
+ * kept. Selections are never overwritten; the latest one is what export uses by default. */
+typedef struct v3_store_selection {
+    const char *name;        /* e.g. "filter"; may be NULL */
+    const char *config_json; /* the rules as resolved; may be NULL */
+    const char *report_json; /* per-rule counts; may be NULL */
+    int64_t n_traces, n_kept;
+} v3_store_selection;
+
+typedef struct v3_store_selected {
+    int64_t selection_id, trace_id;
+    int kept;                /* 0 / 1 */
+    const char *rejected_by; /* the first rule that removed it; NULL when kept */
+    int64_t tokens;          /* tokens of the trace as counted by the filter; < 0 = not counted */
+    const char *detail_json; /* measured values (language fraction, repetition, ...); may be NULL */
+} v3_store_selected;
 
 typedef struct v3_store_checkpoint {
     int64_t step;
@@ -183,6 +216,12 @@ int v3_store_batch_add_reward(v3_store_batch *b, const v3_store_reward *r, v3_er
 int v3_store_batch_update_sample(v3_store_batch *b, const v3_store_sample_update *u, v3_err *err);
 int v3_store_batch_add_trace(v3_store_batch *b, const v3_store_trace *t, int64_t *id, v3_err *err);
 int v3_store_batch_add_verdict(v3_store_batch *b, const v3_store_verdict *v, v3_err *err);
+int v3_store_batch_update_trace(v3_store_batch *b, const v3_store_trace_update *u, v3_err *err);
+/* The selection row gets its id at once (like samples); its selection_traces rows may follow in
+ * the same batch or later ones. */
+int v3_store_batch_add_selection(v3_store_batch *b, const v3_store_selection *sel, int64_t *id,
+                                 v3_err *err);
+int v3_store_batch_add_selected(v3_store_batch *b, const v3_store_selected *s, v3_err *err);
 int v3_store_batch_add_checkpoint(v3_store_batch *b, const v3_store_checkpoint *c, v3_err *err);
 /* Queues the batch (ownership passes to the store, also on failure) and returns at once unless the
  * queue is over queue_max_bytes. seq (may be NULL) numbers the batch: it is committed once
@@ -255,6 +294,42 @@ typedef struct v3_store_sample_row {
 int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
                            int (*cb)(void *ud, const v3_store_sample_row *row), void *ud,
                            v3_err *err);
+
+/* ---- reading traces (datasets/store_traces.c) ---- */
+
+typedef struct v3_store_verdict_row {
+    const char *verifier, *detail, *error, *extra_json, *script_hash;
+    int passed;
+    double score, weight, elapsed_ms; /* NAN = NULL */
+} v3_store_verdict_row;
+
+typedef struct v3_store_trace_query {
+    int64_t after_id;     /* only traces with id > after_id (keyset paging); 0 = from the start */
+    int64_t limit;        /* <= 0 = all */
+    int64_t selection_id; /* > 0: only the traces this selection kept; 0 = every trace */
+    int light;            /* 1: ids, key, flags and lengths only (texts and verdicts left NULL) */
+    int with_verdicts;    /* 1: fill verdicts (by verifier name) */
+} v3_store_trace_query;
+
+/* Pointers are valid only during the callback. */
+typedef struct v3_store_trace_row {
+    int64_t id, run_id, prompt_id; /* run_id 0 = NULL */
+    uint64_t key;                  /* 0 = NULL */
+    int truncated;                 /* 0 / 1 */
+    int accepted;                  /* 1 / 0; -1 = NULL */
+    int64_t reasoning_bytes, answer_bytes;
+    const char *reasoning, *answer, *source_model, *provenance_json, *filters_json;
+    const char *prompt_text, *prompt_messages, *prompt_fields;
+    int n_verdicts;
+    const v3_store_verdict_row *verdicts;
+} v3_store_trace_row;
+
+/* Calls cb for each trace in id order (one snapshot per call; a non-zero return from cb stops and
+ * is returned). A read store only. */
+int v3_store_query_traces(v3_store *s, const v3_store_trace_query *q,
+                          int (*cb)(void *ud, const v3_store_trace_row *row), void *ud, v3_err *err);
+/* The newest selection's id, 0 when there is none. */
+int v3_store_latest_selection(v3_store *s, int64_t *id, v3_err *err);
 
 /* The raw connection for tests and tools that run their own read-only SQL on a read store. */
 struct sqlite3 *v3_store_db(v3_store *s);

@@ -451,6 +451,8 @@ int v3_store_batch_add_trace(v3_store_batch *b, const v3_store_trace *t, int64_t
     r->run_id = run;
     r->u.trace.prompt_id = t->prompt_id;
     r->u.trace.accepted = t->accepted;
+    r->u.trace.key = (int64_t)t->key;
+    r->u.trace.truncated = t->truncated ? 1 : 0;
     if ((rc = v3_store__put_str(b, t->reasoning, &r->u.trace.reasoning, err)) ||
         (rc = v3_store__put_str(b, t->answer, &r->u.trace.answer, err)) ||
         (rc = v3_store__put_str(b, t->source_model, &r->u.trace.model, err)) ||
@@ -473,11 +475,84 @@ int v3_store_batch_add_verdict(v3_store_batch *b, const v3_store_verdict *v, v3_
     size_t len0 = b->len;
     v3_rec *r = v3_store__new_rec(b, V3_REC_VERDICT, err);
     if (!r) return err ? err->code : V3_ENOMEM;
+    pthread_mutex_lock(&b->s->mu);
+    r->run_id = b->s->run_id; /* verdicts may be written outside a run: then run_id is NULL */
+    pthread_mutex_unlock(&b->s->mu);
     r->u.verdict.trace_id = v->trace_id;
     r->u.verdict.passed = v->passed ? 1 : 0;
     r->u.verdict.score = v->score;
+    r->u.verdict.weight = v->weight;
+    r->u.verdict.elapsed_ms = v->elapsed_ms;
     if ((rc = v3_store__put_str(b, v->verifier, &r->u.verdict.verifier, err)) ||
-        (rc = v3_store__put_str(b, v->detail, &r->u.verdict.detail, err))) {
+        (rc = v3_store__put_str(b, v->detail, &r->u.verdict.detail, err)) ||
+        (rc = v3_store__put_str(b, v->error, &r->u.verdict.error, err)) ||
+        (rc = v3_store__put_str(b, v->extra_json, &r->u.verdict.extra, err)) ||
+        (rc = v3_store__put_str(b, v->script_hash, &r->u.verdict.hash, err))) {
+        b->n--;
+        b->len = len0;
+    }
+    return rc;
+}
+
+int v3_store_batch_update_trace(v3_store_batch *b, const v3_store_trace_update *u, v3_err *err) {
+    int rc = check_batch(b, err);
+    if (rc) return rc;
+    if (u->trace_id <= 0) return v3_errf(err, V3_EINVAL, "%s: trace update needs a trace id", b->s->path);
+    size_t len0 = b->len;
+    v3_rec *r = v3_store__new_rec(b, V3_REC_TRACE_UPDATE, err);
+    if (!r) return err ? err->code : V3_ENOMEM;
+    r->u.trace_upd.id = u->trace_id;
+    r->u.trace_upd.accepted = u->accepted < 0 ? -1 : (u->accepted ? 1 : 0);
+    if ((rc = v3_store__put_str(b, u->filters_json, &r->u.trace_upd.filters, err))) {
+        b->n--;
+        b->len = len0;
+    }
+    return rc;
+}
+
+int v3_store_batch_add_selection(v3_store_batch *b, const v3_store_selection *sel, int64_t *id,
+                                 v3_err *err) {
+    int rc = check_batch(b, err);
+    if (rc) return rc;
+    if (sel->n_traces < 0 || sel->n_kept < 0 || sel->n_kept > sel->n_traces)
+        return v3_errf(err, V3_EINVAL, "%s: selection counts %lld kept of %lld", b->s->path,
+                       (long long)sel->n_kept, (long long)sel->n_traces);
+    pthread_mutex_lock(&b->s->mu);
+    int64_t run = b->s->run_id;
+    pthread_mutex_unlock(&b->s->mu);
+    size_t len0 = b->len;
+    v3_rec *r = v3_store__new_rec(b, V3_REC_SELECTION, err);
+    if (!r) return err ? err->code : V3_ENOMEM;
+    r->run_id = run;
+    r->u.selection.n_traces = sel->n_traces;
+    r->u.selection.n_kept = sel->n_kept;
+    if ((rc = v3_store__put_str(b, sel->name, &r->u.selection.name, err)) ||
+        (rc = v3_store__put_str(b, sel->config_json, &r->u.selection.config, err)) ||
+        (rc = v3_store__put_str(b, sel->report_json, &r->u.selection.report, err))) {
+        b->n--;
+        b->len = len0;
+        return rc;
+    }
+    r->u.selection.id = take_id(b->s, &b->s->next_selection_id);
+    if (id) *id = r->u.selection.id;
+    return V3_OK;
+}
+
+int v3_store_batch_add_selected(v3_store_batch *b, const v3_store_selected *sd, v3_err *err) {
+    int rc = check_batch(b, err);
+    if (rc) return rc;
+    if (sd->selection_id <= 0 || sd->trace_id <= 0)
+        return v3_errf(err, V3_EINVAL, "%s: a selected trace needs a selection id and a trace id",
+                       b->s->path);
+    size_t len0 = b->len;
+    v3_rec *r = v3_store__new_rec(b, V3_REC_SELECTED, err);
+    if (!r) return err ? err->code : V3_ENOMEM;
+    r->u.selected.selection_id = sd->selection_id;
+    r->u.selected.trace_id = sd->trace_id;
+    r->u.selected.kept = sd->kept ? 1 : 0;
+    r->u.selected.tokens = sd->tokens;
+    if ((rc = v3_store__put_str(b, sd->rejected_by, &r->u.selected.rejected_by, err)) ||
+        (rc = v3_store__put_str(b, sd->detail_json, &r->u.selected.detail, err))) {
         b->n--;
         b->len = len0;
     }

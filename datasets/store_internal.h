@@ -37,6 +37,9 @@ enum v3_rec_type {
     V3_REC_TRACE,
     V3_REC_VERDICT,
     V3_REC_CHECKPOINT,
+    V3_REC_TRACE_UPDATE,
+    V3_REC_SELECTION,
+    V3_REC_SELECTED,
 };
 
 /* One row to write (EXPERT_LOAD: one row per expert). Doubles use NAN for SQL NULL. */
@@ -64,8 +67,20 @@ typedef struct v3_rec {
             double score, weight, elapsed_ms;
             v3_span name, error, extra, hash;
         } reward;
-        struct { int64_t id, prompt_id; int accepted; v3_span reasoning, answer, model, prov, filters; } trace;
-        struct { int64_t trace_id; int passed; double score; v3_span verifier, detail; } verdict;
+        struct {
+            int64_t id, prompt_id, key;
+            int accepted, truncated;
+            v3_span reasoning, answer, model, prov, filters;
+        } trace;
+        struct {
+            int64_t trace_id;
+            int passed;
+            double score, weight, elapsed_ms;
+            v3_span verifier, detail, error, extra, hash;
+        } verdict;
+        struct { int64_t id; int accepted; v3_span filters; } trace_upd;
+        struct { int64_t id, n_traces, n_kept; v3_span name, config, report; } selection;
+        struct { int64_t selection_id, trace_id, tokens; int kept; v3_span rejected_by, detail; } selected;
         struct { int64_t step, bytes; v3_span path, hash; } ckpt;
     } u;
 } v3_rec;
@@ -87,6 +102,7 @@ enum v3_stmt_id {
     V3_ST_BEGIN, V3_ST_COMMIT, V3_ST_ROLLBACK, V3_ST_RUN, V3_ST_RUN_END, V3_ST_HEARTBEAT, V3_ST_NSAMP,
     V3_ST_STEP, V3_ST_METRIC, V3_ST_EVAL, V3_ST_LOAD, V3_ST_PROMPT, V3_ST_SAMPLE,
     V3_ST_SAMPLE_UPDATE, V3_ST_REWARD, V3_ST_TRACE, V3_ST_VERDICT, V3_ST_CKPT,
+    V3_ST_TRACE_UPDATE, V3_ST_SELECTION, V3_ST_SELECTED,
     V3_ST_COUNT
 };
 
@@ -107,7 +123,7 @@ struct v3_store {
     pthread_cond_t cv_work; /* queue gained a batch, or stop */
     pthread_cond_t cv_done; /* a transaction committed, the writer failed, or queue space freed */
     int64_t run_id;         /* current run (0 = none begun) */
-    int64_t next_run_id, next_prompt_id, next_sample_id, next_trace_id;
+    int64_t next_run_id, next_prompt_id, next_sample_id, next_trace_id, next_selection_id;
     uint64_t *pkeys; /* prompt dedupe map: open addressing, key 0 = empty slot */
     int64_t *pids;
     size_t pcap, pn;

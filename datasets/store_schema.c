@@ -129,7 +129,40 @@ static const char migration_1[] =
     "  created_at REAL NOT NULL,\n"
     "  PRIMARY KEY(run_id, step));\n";
 
-const char *const v3_store_migrations[V3_STORE_SCHEMA_VERSION] = {migration_1};
+/* v1 -> v2: distillation. traces gain a dedupe key (a hash of the normalised prompt and trace;
+ * the same trace is stored once) and a truncation flag; verdicts keep what a reward script
+ * reported (run, weight, error, extra fields, script hash, time), like rewards; a filter run is a
+ * selection whose selection_traces rows say which traces it kept and which rule removed the
+ * others, so filtering never deletes anything and every earlier selection stays readable. */
+static const char migration_2[] =
+    "ALTER TABLE traces ADD COLUMN key INTEGER;\n"
+    "ALTER TABLE traces ADD COLUMN truncated INTEGER CHECK(truncated IN (0,1));\n"
+    "CREATE UNIQUE INDEX traces_key ON traces(key);\n"
+    "ALTER TABLE verdicts ADD COLUMN run_id INTEGER REFERENCES runs(id);\n"
+    "ALTER TABLE verdicts ADD COLUMN weight REAL;\n"
+    "ALTER TABLE verdicts ADD COLUMN error TEXT;\n"
+    "ALTER TABLE verdicts ADD COLUMN extra TEXT;\n"
+    "ALTER TABLE verdicts ADD COLUMN script_hash TEXT;\n"
+    "ALTER TABLE verdicts ADD COLUMN elapsed_ms REAL;\n"
+    "CREATE TABLE selections(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  run_id INTEGER REFERENCES runs(id),\n"
+    "  name TEXT,\n"
+    "  config TEXT,\n"
+    "  report TEXT,\n"
+    "  n_traces INTEGER NOT NULL,\n"
+    "  n_kept INTEGER NOT NULL,\n"
+    "  created_at REAL NOT NULL);\n"
+    "CREATE TABLE selection_traces(\n"
+    "  selection_id INTEGER NOT NULL REFERENCES selections(id),\n"
+    "  trace_id INTEGER NOT NULL REFERENCES traces(id),\n"
+    "  kept INTEGER NOT NULL CHECK(kept IN (0,1)),\n"
+    "  rejected_by TEXT,\n"
+    "  tokens INTEGER,\n"
+    "  detail TEXT,\n"
+    "  PRIMARY KEY(selection_id, trace_id)) WITHOUT ROWID;\n";
+
+const char *const v3_store_migrations[V3_STORE_SCHEMA_VERSION] = {migration_1, migration_2};
 
 double v3_store__now(void) {
     struct timespec ts;

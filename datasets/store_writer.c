@@ -45,10 +45,16 @@ static const char *const stmt_sql[V3_ST_COUNT] = {
     [V3_ST_REWARD] = "INSERT OR REPLACE INTO rewards(sample_id, name, score, weight, error, extra, "
                      "script_hash, elapsed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [V3_ST_TRACE] = "INSERT INTO traces(id, run_id, prompt_id, reasoning, answer, source_model, "
-                    "provenance, filters_passed, accepted, created_at) "
-                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    [V3_ST_VERDICT] = "INSERT OR REPLACE INTO verdicts(trace_id, verifier, passed, score, detail) "
-                      "VALUES(?1, ?2, ?3, ?4, ?5)",
+                    "provenance, filters_passed, accepted, created_at, key, truncated) "
+                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [V3_ST_VERDICT] = "INSERT OR REPLACE INTO verdicts(trace_id, verifier, passed, score, detail, "
+                      "run_id, weight, error, extra, script_hash, elapsed_ms) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [V3_ST_TRACE_UPDATE] = "UPDATE traces SET accepted = ?2, filters_passed = ?3 WHERE id = ?1",
+    [V3_ST_SELECTION] = "INSERT INTO selections(id, run_id, name, config, report, n_traces, n_kept, "
+                        "created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [V3_ST_SELECTED] = "INSERT OR REPLACE INTO selection_traces(selection_id, trace_id, kept, "
+                       "rejected_by, tokens, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [V3_ST_CKPT] = "INSERT OR REPLACE INTO checkpoints(run_id, step, path, bytes, hash, created_at) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 };
@@ -240,6 +246,8 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_text(st, 8, b, r->u.trace.filters);
         k |= bind_i64_or_null(st, 9, r->u.trace.accepted > 0, r->u.trace.accepted >= 0);
         k |= bind_real(st, 10, r->time);
+        k |= bind_i64_or_null(st, 11, r->u.trace.key, r->u.trace.key != 0);
+        k |= bind_i64(st, 12, r->u.trace.truncated);
         snprintf(what, sizeof what, "inserting trace %lld", (long long)r->u.trace.id);
         return run_stmt(s, st, k, what, err);
     case V3_REC_VERDICT:
@@ -249,8 +257,44 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_i64(st, 3, r->u.verdict.passed);
         k |= bind_real(st, 4, r->u.verdict.score);
         k |= bind_text(st, 5, b, r->u.verdict.detail);
+        k |= bind_i64_or_null(st, 6, r->run_id, r->run_id > 0);
+        k |= bind_real(st, 7, r->u.verdict.weight);
+        k |= bind_text(st, 8, b, r->u.verdict.error);
+        k |= bind_text(st, 9, b, r->u.verdict.extra);
+        k |= bind_text(st, 10, b, r->u.verdict.hash);
+        k |= bind_real(st, 11, r->u.verdict.elapsed_ms);
         snprintf(what, sizeof what, "inserting a verdict of trace %lld",
                  (long long)r->u.verdict.trace_id);
+        return run_stmt(s, st, k, what, err);
+    case V3_REC_TRACE_UPDATE:
+        st = s->st[V3_ST_TRACE_UPDATE];
+        k |= bind_i64(st, 1, r->u.trace_upd.id);
+        k |= bind_i64_or_null(st, 2, r->u.trace_upd.accepted > 0, r->u.trace_upd.accepted >= 0);
+        k |= bind_text(st, 3, b, r->u.trace_upd.filters);
+        snprintf(what, sizeof what, "updating trace %lld", (long long)r->u.trace_upd.id);
+        return run_stmt(s, st, k, what, err);
+    case V3_REC_SELECTION:
+        st = s->st[V3_ST_SELECTION];
+        k |= bind_i64(st, 1, r->u.selection.id);
+        k |= bind_i64_or_null(st, 2, r->run_id, r->run_id > 0);
+        k |= bind_text(st, 3, b, r->u.selection.name);
+        k |= bind_text(st, 4, b, r->u.selection.config);
+        k |= bind_text(st, 5, b, r->u.selection.report);
+        k |= bind_i64(st, 6, r->u.selection.n_traces);
+        k |= bind_i64(st, 7, r->u.selection.n_kept);
+        k |= bind_real(st, 8, r->time);
+        snprintf(what, sizeof what, "inserting selection %lld", (long long)r->u.selection.id);
+        return run_stmt(s, st, k, what, err);
+    case V3_REC_SELECTED:
+        st = s->st[V3_ST_SELECTED];
+        k |= bind_i64(st, 1, r->u.selected.selection_id);
+        k |= bind_i64(st, 2, r->u.selected.trace_id);
+        k |= bind_i64(st, 3, r->u.selected.kept);
+        k |= bind_text(st, 4, b, r->u.selected.rejected_by);
+        k |= bind_i64_or_null(st, 5, r->u.selected.tokens, r->u.selected.tokens >= 0);
+        k |= bind_text(st, 6, b, r->u.selected.detail);
+        snprintf(what, sizeof what, "selecting trace %lld in selection %lld",
+                 (long long)r->u.selected.trace_id, (long long)r->u.selected.selection_id);
         return run_stmt(s, st, k, what, err);
     case V3_REC_CHECKPOINT:
         st = s->st[V3_ST_CKPT];

@@ -318,26 +318,29 @@ static void test_migration(const char *dir) {
     CHECK_OK(v3_store_log_step(s, &(v3_store_step){.step = 1, .loss = 3.0, .lr = NAN,
              .grad_norm = NAN, .tokens = -1, .step_time_s = NAN}, &err), &err);
     CHECK_OK(v3_store_close(s, &err), &err);
-    /* a future version 2 adds a column: applying it keeps the data and bumps user_version */
-    const char *const migs[2] = {v3_store_migrations[0],
-                                 "ALTER TABLE steps ADD COLUMN tokens_per_s REAL"};
+    /* a future version adds a column: applying it keeps the data and bumps user_version */
+    enum { NEXT = V3_STORE_SCHEMA_VERSION + 1 };
+    const char *migs[NEXT];
+    for (int i = 0; i < V3_STORE_SCHEMA_VERSION; i++) migs[i] = v3_store_migrations[i];
+    migs[NEXT - 1] = "ALTER TABLE steps ADD COLUMN tokens_per_s REAL";
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(path, &db) == SQLITE_OK, "open");
-    CHECK_OK(v3_store__migrate(db, path, migs, 2, &err), &err);
-    CHECK(sql_i64(db, "PRAGMA user_version") == 2, "migrated to 2");
+    CHECK_OK(v3_store__migrate(db, path, migs, NEXT, &err), &err);
+    CHECK(sql_i64(db, "PRAGMA user_version") == NEXT, "migrated to the next version");
     CHECK(sql_i64(db, "SELECT count(*) FROM steps WHERE loss = 3.0 AND tokens_per_s IS NULL") == 1,
           "data kept");
-    CHECK_OK(v3_store__migrate(db, path, migs, 2, &err), &err); /* idempotent */
+    CHECK_OK(v3_store__migrate(db, path, migs, NEXT, &err), &err); /* idempotent */
     sqlite3_close(db);
-    /* and this build (version 1) refuses the newer file, for writing and for reading */
+    /* and this build refuses the newer file, for writing and for reading */
     size_t n = 0;
     char *before = slurp(path, &n);
     int rc = v3_store_open(&s, path, V3_STORE_WRITE, &err);
     CHECK(rc == V3_EUNSUPPORTED && strstr(err.msg, "newer") && strstr(err.msg, path),
           "newer refused for write: %d %s", rc, err.msg);
     rc = v3_store_open(&s, path, V3_STORE_READ, &err);
-    CHECK(rc == V3_EUNSUPPORTED && strstr(err.msg, "version 2"), "newer refused for read: %s",
-          err.msg);
+    char newer[32];
+    snprintf(newer, sizeof newer, "version %d", NEXT);
+    CHECK(rc == V3_EUNSUPPORTED && strstr(err.msg, newer), "newer refused for read: %s", err.msg);
     CHECK(same_file(path, before, n), "refused file unchanged");
     free(before);
 }

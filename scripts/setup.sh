@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       liblua5.4-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libonig-dev
-      libopenblas-dev libzstd-dev zstd libopenmpi-dev openmpi-bin gnuplot-nox)
+      libopenblas-dev libzstd-dev zstd libopenmpi-dev openmpi-bin gnuplot-nox
+      python3)  # python3: the code reward runs completions with it (docs/rewards-code.md)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

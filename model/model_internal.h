@@ -65,6 +65,9 @@ void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float 
 void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
                       float grad_scale, const float *row_weight, float *dx, float beta);
 
+/* MTP module up to its final norm (m->mtp_xf) from the main model's final-norm hidden h0 and
+ * the next tokens in m->d_mtp_tokens. */
+void v3_mtp_hidden(v3_model *m, const float *h0, int count_load);
 /* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. */
 void v3_mtp_forward(v3_model *m, float *host_logits);
 /* Adds its gradient into m->dx (grad of xf), the embedding, the head and its own parameters. */

@@ -9,7 +9,7 @@
 #include "model_internal.h"
 
 
-void v3_mtp_forward(v3_model *m, float *host_logits) {
+void v3_mtp_hidden(v3_model *m, const float *h0, int count_load) {
     v3_kctx *c = m->ctx;
     int64_t N = m->N, C = m->cfg.hidden_size;
     float eps = m->cfg.rms_norm_eps;
@@ -17,10 +17,14 @@ void v3_mtp_forward(v3_model *m, float *host_logits) {
     float *hp = hs_at(m, L + 1), *h1 = hs_at(m, L + 2);
     v3k(c, gather_rows, m->mtp_e, m->embed, m->d_mtp_tokens, N, C);
     v3k(c, rmsnorm_fwd, m->mtp_cat, 2 * C, m->mtp_rstd_e, m->mtp_e, C, m->mtp_enorm, N, C, eps);
-    v3k(c, rmsnorm_fwd, m->mtp_cat + C, 2 * C, m->mtp_rstd_h, m->xf, C, m->mtp_hnorm, N, C, eps);
+    v3k(c, rmsnorm_fwd, m->mtp_cat + C, 2 * C, m->mtp_rstd_h, h0, C, m->mtp_hnorm, N, C, eps);
     v3_linear_fwd(c, hp, m->mtp_cat, m->mtp_eh, N, 2 * C, C, 0.0f);
-    v3_layer_forward(m, L, hp, &m->acts[L], h1, 1);
+    v3_layer_forward(m, L, hp, &m->acts[L], h1, count_load);
     v3k(c, rmsnorm_fwd, m->mtp_xf, C, m->mtp_rstd_f, h1, C, m->mtp_snorm, N, C, eps);
+}
+
+void v3_mtp_forward(v3_model *m, float *host_logits) {
+    v3_mtp_hidden(m, m->xf, 1);
     v3_loss_forward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, m->mtp_tok_loss, host_logits);
 }
 

@@ -85,18 +85,9 @@ int v3_model_mtp_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3
     if (!s->hidden) return v3_errf(err, V3_EINVAL, "model: MTP step needs the main hidden rows");
     int rc = step_inputs(m, s, src, err);
     if (rc) return rc;
-    v3_kctx *c = m->ctx;
-    int64_t N = m->N, C = m->cfg.hidden_size;
-    float eps = m->cfg.rms_norm_eps;
-    int L = m->cfg.n_layer;
-    float *hp = hs_at(m, L + 1), *h1 = hs_at(m, L + 2);
-    /* as mtp.c's training forward, with the main hidden given instead of m->xf */
-    v3k(c, gather_rows, m->mtp_e, m->embed, m->d_tokens, N, C);
-    v3k(c, rmsnorm_fwd, m->mtp_cat, 2 * C, m->mtp_rstd_e, m->mtp_e, C, m->mtp_enorm, N, C, eps);
-    v3k(c, rmsnorm_fwd, m->mtp_cat + C, 2 * C, m->mtp_rstd_h, s->hidden, C, m->mtp_hnorm, N, C, eps);
-    v3_linear_fwd(c, hp, m->mtp_cat, m->mtp_eh, N, 2 * C, C, 0.0f);
-    v3_layer_forward(m, L, hp, &m->acts[L], h1, 0);
-    v3k(c, rmsnorm_fwd, m->mtp_xf, C, m->mtp_rstd_f, h1, C, m->mtp_snorm, N, C, eps);
+    /* the step's tokens are the next tokens the MTP module reads */
+    m->ctx->be->copy(m->ctx, m->d_mtp_tokens, m->d_tokens, (size_t)m->N * sizeof(int32_t));
+    v3_mtp_hidden(m, s->hidden, 0);
     step_logits(m, s, m->mtp_xf, hs_at(m, 0));
     return step_end(m, err);
 }

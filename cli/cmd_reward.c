@@ -19,7 +19,9 @@
 static const char *USAGE =
     "usage: v3tune reward --script F.lua[:WEIGHT] [--script G.lua[:WEIGHT]]... --data FILE\n"
     "                     [--jobs N] [--timeout-ms T] [--fallback X] [--instructions N]\n"
-    "                     [--mem-mb M] [--reward-dir DIR]...\n"
+    "                     [--mem-mb M] [--reward-dir DIR]... [--judge-url URL] [--judge-model M]\n"
+    "                     [--judge-key-env VAR] [--judge-in-flight N] [--judge-timeout S]\n"
+    "                     [--judge-retries N]\n"
     "\n"
     "Scores every row of FILE (JSONL; - for stdin) with each reward script, in sandboxed worker\n"
     "processes, and prints one JSON line per row:\n"
@@ -39,6 +41,15 @@ static const char *USAGE =
     "  --instructions N  VM instructions per call (default 50000000; 0 = unlimited)\n"
     "  --mem-mb M        memory per script state (default 64)\n"
     "  --reward-dir DIR  where `require` looks (repeatable; the scripts' own dirs come first)\n"
+    "\n"
+    "Judge modules (docs/rewards-judge.md) ask an OpenAI-compatible server; these options win over\n"
+    "every judge module's own `judge` table:\n"
+    "  --judge-url URL       base URL (http://HOST:PORT/v1) or the /chat/completions endpoint\n"
+    "  --judge-model M       model name put into requests without one\n"
+    "  --judge-key-env VAR   environment variable holding the API key (sent as a Bearer token)\n"
+    "  --judge-in-flight N   requests on the wire at once\n"
+    "  --judge-timeout S     seconds per attempt\n"
+    "  --judge-retries N     retries on network errors, 408, 429, 5xx (0 = none)\n"
     "\n"
     "A bad row is reported as FILE:LINE: reason and skipped; the exit code is then 1. Script\n"
     "failures are recorded in the output, not failures of the command.\n";
@@ -180,6 +191,34 @@ static void split_script(char *arg, v3_reward_script *sc) {
     sc->has_weight = 1;
 }
 
+/* One --judge-* option into the judge overrides. */
+static int judge_option(const char *a, const char *v, v3_judge_opts *jo) {
+    char *end = NULL;
+    if (strcmp(a, "--judge-url") == 0) {
+        jo->url = v;
+    } else if (strcmp(a, "--judge-model") == 0) {
+        jo->model = v;
+    } else if (strcmp(a, "--judge-key-env") == 0) {
+        jo->key_env = v;
+    } else if (strcmp(a, "--judge-in-flight") == 0) {
+        long n = strtol(v, &end, 10);
+        if (*end || n < 1 || n > V3_JUDGE_MAX_IN_FLIGHT)
+            return v3_cli_usage_error(CMD, "--judge-in-flight must be 1..%d", V3_JUDGE_MAX_IN_FLIGHT);
+        jo->max_in_flight = (int)n;
+    } else if (strcmp(a, "--judge-timeout") == 0) {
+        jo->timeout_s = strtod(v, &end);
+        if (*end || !(jo->timeout_s > 0 && jo->timeout_s <= 86400))
+            return v3_cli_usage_error(CMD, "--judge-timeout must be in (0, 86400] seconds");
+    } else if (strcmp(a, "--judge-retries") == 0) {
+        long n = strtol(v, &end, 10);
+        if (*end || n < 0 || n > 100) return v3_cli_usage_error(CMD, "--judge-retries must be 0..100");
+        jo->max_retries = n == 0 ? -1 : (int)n;
+    } else {
+        return v3_cli_usage_error(CMD, "unknown option %s", a);
+    }
+    return V3_EXIT_OK;
+}
+
 int v3_cmd_reward(int argc, char **argv) {
     if (v3_cli_wants_help(argc, argv)) {
         fputs(USAGE, stdout);
@@ -192,6 +231,7 @@ int v3_cmd_reward(int argc, char **argv) {
     const char *user_dirs[MAX_DIRS];
     const char *data = NULL;
     v3_reward_opts o = {0};
+    v3_judge_opts jo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) return v3_cli_usage_error(CMD, "%s needs a value (or is unknown)", a);
@@ -221,6 +261,10 @@ int v3_cmd_reward(int argc, char **argv) {
             long m = strtol(v, &end, 10);
             if (*end || m < 1 || m > 65536) return v3_cli_usage_error(CMD, "--mem-mb must be 1..65536");
             o.mem_cap = (size_t)m << 20;
+        } else if (strncmp(a, "--judge-", 8) == 0) {
+            int rc = judge_option(a, v, &jo);
+            if (rc != V3_EXIT_OK) return rc;
+            o.judge = &jo;
         } else if (strcmp(a, "--reward-dir") == 0) {
             if (n_user_dirs == MAX_DIRS) return v3_cli_usage_error(CMD, "too many --reward-dir");
             user_dirs[n_user_dirs++] = v;
@@ -319,6 +363,14 @@ int v3_cmd_reward(int argc, char **argv) {
         fprintf(stderr, "%-20s weight %g  mean %.6g over %ld  errors %ld  skipped %ld  sha256 %.12s\n",
                 inf->name, inf->weight, tot.scored[fi] ? tot.sum[fi] / (double)tot.scored[fi] : NAN,
                 tot.scored[fi], tot.errors[fi], tot.skipped[fi], inf->sha256);
+        if (inf->is_judge) {
+            v3_judge_stats js;
+            v3_reward_host_judge_stats(h, fi, &js);
+            fprintf(stderr, "%-20s judge: %lld requests, %lld attempts (%lld retries), %lld failed, "
+                            "at most %d in flight\n",
+                    "", (long long)js.requests, (long long)js.attempts, (long long)js.retries,
+                    (long long)js.failures, js.max_in_flight_seen);
+        }
     }
     fprintf(stderr, "%ld rows in %.3f s (%.1f samples/s), %ld bad rows\n", tot.rows, secs,
             secs > 0 ? (double)tot.rows / secs : 0.0, bad);

@@ -17,6 +17,7 @@
 
 #include "common/sha256.h"
 #include "rewards/host.h"
+#include "rewards/judge_module.h"
 #include "rewards/sample.h"
 #include "rewards/worker.h"
 
@@ -51,7 +52,17 @@ struct v3_reward_host {
     size_t max_text, max_sample;
     int restart_fails;
     v3_reward_host_stats stats;
+    v3_judge *judges[V3_REWARD_MAX_FUNCS]; /* judge modules (judge_module.h); NULL otherwise */
 };
+
+/* One call to run in a worker: function f on a payload (a sample, or a judge phase's wrapper of
+ * it); the outcome goes to *v. */
+typedef struct call_task {
+    int f;
+    const char *data;
+    size_t len;
+    v3_reward_value *v;
+} call_task;
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -160,6 +171,8 @@ static int take_hello(v3_reward_host *h, slot *s, int first, v3_err *err) {
 
 /* ---- init / free ---- */
 
+static int probe_judges(v3_reward_host *h, const v3_judge_opts *override, v3_err *err);
+
 static void host_destroy(v3_reward_host *h) {
     if (!h) return;
     for (int i = 0; h->slots && i < h->n_workers; i++) {
@@ -168,6 +181,7 @@ static void host_destroy(v3_reward_host *h) {
     }
     free(h->slots);
     for (int f = 0; f < V3_REWARD_MAX_FUNCS; f++) {
+        v3_judge_free(h->judges[f]);
         free(h->texts[f]);
         free(h->chunknames[f]);
         free(h->names[f]);
@@ -331,6 +345,7 @@ int v3_reward_host_init(v3_reward_host **out, const v3_reward_opts *o, v3_err *e
     }
     for (int i = 0; i < h->n_workers && rc == V3_OK; i++) rc = slot_start(h, &h->slots[i], err);
     if (rc == V3_OK) rc = wait_hellos(h, err);
+    if (rc == V3_OK) rc = probe_judges(h, o->judge, err);
     if (rc != V3_OK) {
         host_destroy(h);
         return rc;
@@ -363,23 +378,20 @@ void v3_reward_results_free(v3_reward_result *out, int n) {
 
 /* ---- scoring ---- */
 
-/* Records an error for task t (sample t / n_funcs, function t % n_funcs) with the fallback. */
-static void set_error(v3_reward_host *h, v3_reward_result *out, int t, const char *msg,
+/* Records an error for the call of function f whose outcome is *v, with the fallback. */
+static void set_error(v3_reward_host *h, v3_reward_value *v, int f, const char *msg,
                       double elapsed_ms) {
-    int f = t % h->n_funcs;
-    v3_reward_value *v = &out[t / h->n_funcs].values[f];
     v->status = V3_REWARD_ERROR;
     v->score = h->info[f].fallback;
     free(v->error);
     v->error = dup_str(msg);
-    v->elapsed_ms = elapsed_ms;
+    v->elapsed_ms += elapsed_ms;
     h->stats.errors++;
 }
 
-static void take_response(v3_reward_host *h, slot *s, v3_reward_result *out, double elapsed_ms) {
-    int t = s->task;
-    int f = t % h->n_funcs;
-    v3_reward_value *v = &out[t / h->n_funcs].values[f];
+static void take_response(v3_reward_host *h, slot *s, const call_task *tasks, double elapsed_ms) {
+    const call_task *tk = &tasks[s->task];
+    v3_reward_value *v = tk->v;
     json_error_t je;
     json_t *j = json_loadb((const char *)s->rx + 4, s->rx_n - 4, 0, &je);
     s->rx_n = 0;
@@ -387,14 +399,14 @@ static void take_response(v3_reward_host *h, slot *s, v3_reward_result *out, dou
     s->task = -1;
     json_t *st = json_object_get(j, "st");
     if (!json_is_integer(st)) {
-        set_error(h, out, t, "reward worker: malformed response", elapsed_ms);
+        set_error(h, v, tk->f, "reward worker: malformed response", elapsed_ms);
     } else if (json_integer_value(st) == V3_REWARD_ERROR) {
         const char *m = json_string_value(json_object_get(j, "error"));
-        set_error(h, out, t, m ? m : "error", elapsed_ms);
+        set_error(h, v, tk->f, m ? m : "error", elapsed_ms);
     } else {
         v->status = json_integer_value(st) == V3_REWARD_OK ? V3_REWARD_OK : V3_REWARD_SKIP;
         v->score = v->status == V3_REWARD_OK ? json_number_value(json_object_get(j, "score")) : NAN;
-        v->elapsed_ms = elapsed_ms;
+        v->elapsed_ms += elapsed_ms;
     }
     const char *extra = json_string_value(json_object_get(j, "extra"));
     if (extra) v->extra_json = dup_str(extra);
@@ -409,29 +421,11 @@ static int slot_restart(v3_reward_host *h, slot *s, v3_err *err) {
     return rc;
 }
 
-int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int n,
-                         v3_reward_result *out, v3_err *err) {
-    int nf = h->n_funcs;
-    int total = n * nf;
-    memset(out, 0, (size_t)n * sizeof *out);
-    char **enc = calloc((size_t)(n ? n : 1), sizeof *enc);
-    size_t *enc_len = calloc((size_t)(n ? n : 1), sizeof *enc_len);
-    int rc = V3_OK;
-    if (!enc || !enc_len) {
-        free(enc);
-        free(enc_len);
-        return v3_errf(err, V3_ENOMEM, "reward host: out of memory");
-    }
-    int done = 0;
-    for (int i = 0; i < n; i++) {
-        v3_err e;
-        for (int f = 0; f < nf; f++) out[i].values[f].score = NAN;
-        if (v3_reward_sample_encode(&samples[i], h->max_text, h->max_sample, &enc[i], &enc_len[i], &e) !=
-            V3_OK) {
-            for (int f = 0; f < nf; f++) set_error(h, out, i * nf + f, e.msg, 0);
-            done += nf;
-        }
-    }
+/* Runs tasks[0..total) across the pool (tasks without data are skipped); every outcome lands in
+ * its task's value. Fails only when the pool cannot go on; busy workers are then stopped. */
+static int run_tasks(v3_reward_host *h, const call_task *tasks, int total, v3_err *err) {
+    int rc = V3_OK, done = 0;
+    for (int t = 0; t < total; t++) done += tasks[t].data == NULL;
     /* workers lost when an earlier call failed are started again */
     for (int i = 0; i < h->n_workers && rc == V3_OK; i++)
         if (h->slots[i].state == SLOT_DOWN) rc = slot_restart(h, &h->slots[i], err);
@@ -440,12 +434,12 @@ int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int
         /* hand out tasks to idle workers */
         for (int i = 0; i < h->n_workers && rc == V3_OK; i++) {
             slot *s = &h->slots[i];
-            while (next < total && !enc[next / nf]) next++;
+            while (next < total && !tasks[next].data) next++;
             if (s->state != SLOT_IDLE || next >= total) continue;
             int t = next;
-            unsigned char fi[4] = {(unsigned char)(t % nf), 0, 0, 0};
+            unsigned char fi[4] = {(unsigned char)tasks[t].f, 0, 0, 0};
             v3_err e;
-            if (v3_reward_frame_write(s->w.fd, fi, 4, enc[t / nf], enc_len[t / nf], &e) != V3_OK) {
+            if (v3_reward_frame_write(s->w.fd, fi, 4, tasks[t].data, tasks[t].len, &e) != V3_OK) {
                 /* the worker died while idle: the task was never delivered, so it is not the
                  * script's fault; restart and hand the task out again */
                 slot_stop(s);
@@ -505,7 +499,7 @@ int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int
                             h->restart_fails = 0;
                         }
                     } else {
-                        take_response(h, s, out, el);
+                        take_response(h, s, tasks, el);
                         done++;
                     }
                     continue;
@@ -517,7 +511,7 @@ int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int
                     describe_exit(slot_stop(s), why, sizeof why);
                     h->stats.crashes++;
                     if (was_busy) {
-                        set_error(h, out, task, why, el);
+                        set_error(h, tasks[task].v, tasks[task].f, why, el);
                         done++;
                     } else if (++h->restart_fails > MAX_RESTART_FAILS * h->n_workers) {
                         rc = v3_errf(err, V3_EIO, "reward worker cannot restart: %s", why);
@@ -537,7 +531,7 @@ int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int
                     char why[160];
                     snprintf(why, sizeof why, "deadline of %lld ms exceeded (killed)",
                              (long long)h->timeout_ms);
-                    set_error(h, out, task, why, el);
+                    set_error(h, tasks[task].v, tasks[task].f, why, el);
                     done++;
                 } else if (++h->restart_fails > MAX_RESTART_FAILS * h->n_workers) {
                     rc = v3_errf(err, V3_EIO, "reward worker cannot restart (module loading too slow)");
@@ -547,16 +541,151 @@ int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int
             }
         }
     }
-    for (int i = 0; i < n; i++) free(enc[i]);
-    free(enc);
-    free(enc_len);
     if (rc != V3_OK) {
         /* a worker still busy would answer a task of this call during the next one: stop it */
         for (int i = 0; i < h->n_workers; i++)
             if (h->slots[i].state == SLOT_BUSY) slot_stop(&h->slots[i]);
+    }
+    return rc;
+}
+
+/* Asks every function whether it is a judge module (judge_module.h) and starts the judges. */
+static int probe_judges(v3_reward_host *h, const v3_judge_opts *override, v3_err *err) {
+    int nf = h->n_funcs;
+    char *msg = NULL;
+    size_t len = 0;
+    call_task tasks[V3_REWARD_MAX_FUNCS];
+    v3_reward_value vals[V3_REWARD_MAX_FUNCS];
+    memset(tasks, 0, sizeof tasks);
+    memset(vals, 0, sizeof vals);
+    int rc = v3_judge_wire_config(&msg, &len, err);
+    for (int f = 0; f < nf; f++) tasks[f] = (call_task){f, msg, len, &vals[f]};
+    if (rc == V3_OK) rc = run_tasks(h, tasks, nf, err);
+    for (int f = 0; f < nf && rc == V3_OK; f++) {
+        if (vals[f].status == V3_REWARD_ERROR)
+            rc = v3_errf(err, V3_EINVAL, "%s: %s", h->info[f].path, vals[f].error ? vals[f].error : "error");
+        else if (vals[f].status == V3_REWARD_OK && vals[f].extra_json) {
+            rc = v3_judge_from_config(&h->judges[f], vals[f].extra_json, override, err);
+            if (rc != V3_OK) v3_err_prefix(err, "%s", h->info[f].path);
+            h->info[f].is_judge = 1;
+        }
+    }
+    for (int f = 0; f < nf; f++) {
+        free(vals[f].error);
+        free(vals[f].extra_json);
+    }
+    free(msg);
+    memset(&h->stats, 0, sizeof h->stats); /* the probe is no scoring */
+    return rc;
+}
+
+/* Phases two and three of judge modules: the request bodies that phase one left in the values'
+ * extra_json go out through each function's judge; good replies go back to the workers' parse(),
+ * failed requests become errors with the fallback. */
+static int run_judges(v3_reward_host *h, char **enc, const size_t *enc_len, int n,
+                      v3_reward_result *out, v3_err *err) {
+    int nf = h->n_funcs, rc = V3_OK, nt = 0;
+    call_task *tasks = calloc((size_t)n * (size_t)nf + 1, sizeof *tasks);
+    char **bodies = calloc((size_t)n + 1, sizeof *bodies);
+    int *who = calloc((size_t)n + 1, sizeof *who);
+    v3_judge_result *res = calloc((size_t)n + 1, sizeof *res);
+    if (!tasks || !bodies || !who || !res) rc = v3_errf(err, V3_ENOMEM, "reward host: out of memory");
+    for (int f = 0; f < nf && rc == V3_OK; f++) {
+        if (!h->judges[f]) continue;
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            v3_reward_value *v = &out[i].values[f];
+            if (!enc[i] || v->status != V3_REWARD_OK) continue; /* skipped or failed in request() */
+            bodies[m] = v->extra_json;                          /* the body, not an extra */
+            v->extra_json = NULL;
+            who[m++] = i;
+        }
+        if (m == 0) continue;
+        rc = v3_judge_run(h->judges[f], (const char *const *)bodies, m, res, err);
+        for (int k = 0; k < m; k++) {
+            free(bodies[k]);
+            bodies[k] = NULL;
+        }
+        if (rc != V3_OK) break;
+        for (int k = 0; k < m && rc == V3_OK; k++) {
+            int i = who[k];
+            v3_reward_value *v = &out[i].values[f];
+            if (!res[k].ok) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "judge: %s", res[k].error ? res[k].error : "request failed");
+                set_error(h, v, f, msg, res[k].elapsed_ms);
+                continue;
+            }
+            v->elapsed_ms += res[k].elapsed_ms;
+            char *p = NULL;
+            size_t len = 0;
+            rc = v3_judge_wire_parse(enc[i], enc_len[i], &res[k], &p, &len, err);
+            if (rc == V3_OK) tasks[nt++] = (call_task){f, p, len, v};
+        }
+        v3_judge_results_free(res, m);
+    }
+    if (rc == V3_OK && nt > 0) rc = run_tasks(h, tasks, nt, err);
+    for (int t = 0; t < nt; t++) free((char *)tasks[t].data);
+    free(tasks);
+    free(bodies);
+    free(who);
+    free(res);
+    return rc;
+}
+
+int v3_reward_host_score(v3_reward_host *h, const v3_reward_sample *samples, int n,
+                         v3_reward_result *out, v3_err *err) {
+    int nf = h->n_funcs;
+    memset(out, 0, (size_t)n * sizeof *out);
+    char **enc = calloc((size_t)(n ? n : 1), sizeof *enc);
+    size_t *enc_len = calloc((size_t)(n ? n : 1), sizeof *enc_len);
+    call_task *tasks = calloc((size_t)(n ? n : 1) * (size_t)nf, sizeof *tasks);
+    char **wraps = calloc((size_t)(n ? n : 1) * (size_t)nf, sizeof *wraps); /* judge requests */
+    int rc = V3_OK, any_judge = 0;
+    if (!enc || !enc_len || !tasks || !wraps) {
+        free(enc);
+        free(enc_len);
+        free(tasks);
+        free(wraps);
+        return v3_errf(err, V3_ENOMEM, "reward host: out of memory");
+    }
+    for (int f = 0; f < nf; f++) any_judge |= h->judges[f] != NULL;
+    for (int i = 0; i < n && rc == V3_OK; i++) {
+        v3_err e;
+        for (int f = 0; f < nf; f++) out[i].values[f].score = NAN;
+        if (v3_reward_sample_encode(&samples[i], h->max_text, h->max_sample, &enc[i], &enc_len[i], &e) !=
+            V3_OK) {
+            for (int f = 0; f < nf; f++) set_error(h, &out[i].values[f], f, e.msg, 0);
+            continue;
+        }
+        for (int f = 0; f < nf && rc == V3_OK; f++) {
+            call_task *tk = &tasks[i * nf + f];
+            *tk = (call_task){f, enc[i], enc_len[i], &out[i].values[f]};
+            if (!h->judges[f]) continue;
+            /* phase one of a judge module: its request() */
+            size_t len = 0;
+            rc = v3_judge_wire_request(enc[i], enc_len[i], &wraps[i * nf + f], &len, err);
+            tk->data = wraps[i * nf + f];
+            tk->len = len;
+        }
+    }
+    if (rc == V3_OK) rc = run_tasks(h, tasks, n * nf, err);
+    if (rc == V3_OK && any_judge) rc = run_judges(h, enc, enc_len, n, out, err);
+    for (int i = 0; i < n * nf; i++) free(wraps[i]);
+    for (int i = 0; i < n; i++) free(enc[i]);
+    free(enc);
+    free(enc_len);
+    free(tasks);
+    free(wraps);
+    if (rc != V3_OK) {
         v3_reward_results_free(out, n);
         return rc;
     }
     for (int i = 0; i < n; i++) v3_reward_combine(&out[i], h->weights, nf);
     return V3_OK;
+}
+
+void v3_reward_host_judge_stats(const v3_reward_host *h, int f, v3_judge_stats *st) {
+    memset(st, 0, sizeof *st);
+    if (f >= 0 && f < h->n_funcs && h->judges[f]) v3_judge_get_stats(h->judges[f], st);
 }

@@ -16,6 +16,11 @@
  * When every function skipped a sample, TRL's nansum gives 0; we give 0 too, and n_scored = 0 tells
  * the caller (GRPO may then drop the sample from its group statistics).
  *
+ * Judge modules (a table with `judge`, `request` and `parse` instead of `score`; see
+ * rewards/judge_module.h and docs/rewards-judge.md) are scored in three phases per batch: request()
+ * in the workers, the HTTP requests from this process through a v3_judge (rewards/judge.h), all
+ * concurrently, then parse() in the workers. A failed request is that sample's error (fallback).
+ *
  * A host is used by one thread at a time. Workers are forked from the calling process: create the
  * host early (before a model is loaded), so that forks are cheap and RLIMIT_AS is meaningful. */
 #ifndef V3_REWARDS_HOST_H
@@ -25,6 +30,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "rewards/judge.h"
 
 #define V3_REWARD_MAX_FUNCS 32
 
@@ -57,6 +63,8 @@ typedef struct v3_reward_opts {
     int n_reward_dirs;
     size_t max_text;                 /* 0 = default: longer prompt/completion text is cut */
     size_t max_sample;               /* 0 = default: a larger encoded sample is not scored */
+    const v3_judge_opts *judge;      /* judge modules (docs/rewards-judge.md): its non-zero fields
+                                        win over every module's `judge` table; may be NULL */
 } v3_reward_opts;
 
 /* One sample as the rollout produced it. All pointers borrowed for the duration of a call; any may
@@ -98,6 +106,7 @@ typedef struct v3_reward_func_info {
     double fallback;
     char sha256[65]; /* of the script file's bytes, for provenance */
     char path[1024];
+    int is_judge;    /* a judge module: request() -> HTTP -> parse() (rewards/judge_module.h) */
 } v3_reward_func_info;
 
 typedef struct v3_reward_host v3_reward_host; /* opaque */
@@ -125,6 +134,9 @@ typedef struct v3_reward_host_stats {
     int64_t calls, errors, kills, crashes, restarts;
 } v3_reward_host_stats;
 void v3_reward_host_get_stats(const v3_reward_host *host, v3_reward_host_stats *st);
+
+/* Counters of function f's judge since init (all zero when f is no judge module). */
+void v3_reward_host_judge_stats(const v3_reward_host *host, int f, v3_judge_stats *st);
 
 /* Test hook: the pid of worker w (0 <= w < n_workers), or -1. Lets a test SIGKILL a worker to
  * check that a crash is recorded and the worker replaced. */

@@ -67,6 +67,7 @@ static int read_all(int fd, void *p, size_t n) {
 
 /* ---- spawn / kill ---- */
 
+#if !defined(__SANITIZE_ADDRESS__)
 static size_t address_space_now(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long pages = 0;
@@ -76,6 +77,7 @@ static size_t address_space_now(void) {
     }
     return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
+#endif
 
 static void set_limit(int res, rlim_t soft, rlim_t hard) {
     struct rlimit rl;
@@ -109,14 +111,17 @@ static void confine_child(int fd, const v3_reward_worker_cfg *cfg) {
     if (close_range(CHILD_FD + 1, ~0U, 0) != 0) {
         for (int i = CHILD_FD + 1; i < 65536; i++) close(i);
     }
-    set_limit(RLIMIT_NOFILE, 32, 32); /* `require` opens one file at a time */
-    set_limit(RLIMIT_NPROC, 0, 0);    /* no fork (not enforced for root; Lua cannot fork anyway) */
+    /* Soft limits only: Lua cannot raise them (no os/io), and the code reward's sandbox
+     * (rewards/code_exec.c) raises its own soft limits up to these hard ones for the clone of
+     * the program it runs, which then gets its own, tighter limits. */
+    set_limit(RLIMIT_NOFILE, 32, RLIM_INFINITY); /* `require` opens one file at a time */
+    set_limit(RLIMIT_NPROC, 0, RLIM_INFINITY);   /* no fork (not enforced for root) */
     set_limit(RLIMIT_CORE, 0, 0);
 #if !defined(__SANITIZE_ADDRESS__)
     /* Address space: what the forked parent already maps, plus the states' caps and headroom
      * (sanitizer builds reserve terabytes of shadow memory, so no cap there). */
     size_t as = address_space_now() + cfg->extra_as;
-    set_limit(RLIMIT_AS, (rlim_t)as, (rlim_t)as);
+    set_limit(RLIMIT_AS, (rlim_t)as, RLIM_INFINITY);
 #endif
 }
 

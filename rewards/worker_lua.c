@@ -10,7 +10,9 @@
 
 #include <lauxlib.h>
 
+#include "rewards/code_exec.h"
 #include "rewards/host.h"
+#include "rewards/judge_module.h"
 #include "rewards/worker_lua.h"
 
 #define REG_SCORE "v3.reward.score"
@@ -47,15 +49,17 @@ static int load_protected(lua_State *L) {
         lua_pop(L, 1);
         fn->has_weight = raw_number(L, m, "weight", &fn->weight);
         fn->has_fallback = raw_number(L, m, "fallback", &fn->fallback);
+        if (v3_judge_lua_load(L, m, c->errmsg, sizeof c->errmsg)) return 0; /* a judge module */
         lua_pushliteral(L, "score");
         if (lua_rawget(L, m) != LUA_TFUNCTION) {
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "the module's table has no function `score` (got %s)", luaL_typename(L, -1));
+                     "the module's table has no function `score` (got %s) and no `judge`",
+                     luaL_typename(L, -1));
             return 0;
         }
     } else {
         snprintf(c->errmsg, sizeof c->errmsg,
-                 "the module must return a function or a table with `score` (got %s)",
+                 "the module must return a function or a table with `score` or `judge` (got %s)",
                  luaL_typename(L, m));
         return 0;
     }
@@ -68,6 +72,7 @@ int v3_reward_fn_load(v3_reward_fn *fn, const char *default_name, v3_err *err) {
     fn->mod.log_name = fn->name;
     int rc = v3_sandbox_init(&fn->sb, &fn->limits, err);
     if (rc == V3_OK) rc = v3_v3mod_open(&fn->sb, &fn->mod, err);
+    if (rc == V3_OK) rc = v3_code_lua_open(&fn->sb, err); /* v3.code: workers only */
     load_ctx c = {fn, ""};
     if (rc == V3_OK) rc = v3_sandbox_cpcall(&fn->sb, load_protected, &c, err);
     if (rc == V3_OK && c.errmsg[0]) rc = v3_errf(err, V3_EINVAL, "%s", c.errmsg);
@@ -91,8 +96,27 @@ typedef struct call_ctx {
 static int call_protected(lua_State *L) {
     call_ctx *c = lua_touserdata(L, 1);
     v3_reward_call *out = c->out;
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_SCORE);
-    v3_json_push(L, c->sample, 1);
+    /* a judge module's phases (judge_module.h) arrive as wrappers of the sample */
+    const char *phase = v3_judge_lua_phase(c->sample);
+    if (phase && strcmp(phase, "config") == 0) {
+        v3_judge_lua_config(L, out);
+        return 0;
+    }
+    int request = phase && strcmp(phase, "request") == 0, parse = phase && strcmp(phase, "parse") == 0;
+    const json_t *sample = phase ? json_object_get(c->sample, "sample") : c->sample;
+    if ((phase && !request && !parse) || !json_is_object(sample) ||
+        (parse && !json_is_object(json_object_get(c->sample, "reply")))) {
+        snprintf(c->errmsg, sizeof c->errmsg, "bad request");
+        return 0;
+    }
+    if (lua_getfield(L, LUA_REGISTRYINDEX, request ? V3_JUDGE_REG_REQUEST
+                                           : parse ? V3_JUDGE_REG_PARSE
+                                                   : REG_SCORE) != LUA_TFUNCTION) {
+        snprintf(c->errmsg, sizeof c->errmsg, "%s",
+                 phase ? "not a judge module" : "a judge module has no `score` (the host runs its phases)");
+        return 0;
+    }
+    v3_json_push(L, sample, 1);
     int s = lua_gettop(L);
     /* the dataset row's fields also appear at top level (TRL passes them as keyword arguments),
      * unless they would hide a field of the sample itself */
@@ -112,7 +136,12 @@ static int call_protected(lua_State *L) {
         }
     }
     lua_settop(L, s);
-    lua_call(L, 1, 1);
+    if (parse) v3_json_push(L, json_object_get(c->sample, "reply"), 1);
+    lua_call(L, parse ? 2 : 1, 1);
+    if (request) {
+        v3_judge_lua_take_request(L, out, c->errmsg, sizeof c->errmsg);
+        return 0;
+    }
     int r = lua_gettop(L);
     int t = lua_type(L, r);
     double score = NAN;

@@ -1,6 +1,8 @@
 /* cmd_distill.c — `v3tune distill import|verify|filter|export|generate`: distilling reasoning
- * from DeepSeek-R1 outputs through the run store (datasets/distill.h, docs/distill.md). This file
- * only reads the command line and the config and prints summaries; the work is in datasets/. */
+ * from DeepSeek-R1 outputs through the run store (datasets/distill.h, datasets/distill_generate.h,
+ * docs/distill.md). This file only reads the command line and the config and prints summaries;
+ * the work is in datasets/. */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "common/fs.h"
 #include "datasets/distill.h"
 #include "datasets/distill_config.h"
+#include "datasets/distill_generate.h"
 
 #define CMD "distill"
 
@@ -19,7 +22,8 @@ static const char *const HELP =
     "       v3tune distill verify --db RUN_DIR [--script F.lua[:WEIGHT]]... [--jobs N] [options]\n"
     "       v3tune distill filter --db RUN_DIR --config F.lua [options]\n"
     "       v3tune distill export --db RUN_DIR --out FILE.jsonl [--form r1|original] [options]\n"
-    "       v3tune distill generate ...   (not available yet)\n"
+    "       v3tune distill generate --db RUN_DIR (--url URL --teacher NAME | --model DIR)\n"
+    "                               [--prompts FILE.jsonl] [options]\n"
     "\n"
     "Distils reasoning from DeepSeek-R1 outputs: import them into RUN_DIR/run.db, verify them with\n"
     "Lua reward scripts, filter them by rules (rejection sampling) and export an SFT dataset in\n"
@@ -53,10 +57,38 @@ static const char *const HELP =
     "  --inline              reasoning inline in content (<think>...</think>) instead of reasoning_content\n"
     "  --selection N         a given selection (default: the latest)\n"
     "  --all                 every stored trace, without a filter run\n"
+    "generate: asks a teacher for new traces, stored like imported ones (verify/filter/export\n"
+    "  read them). Resumable: a prompt x sample x teacher already stored is never asked again;\n"
+    "  failed requests are reported and asked again by the next run (exit 1 until none fail).\n"
+    "  --prompts FILE.jsonl  rows with prompt or messages (+ answer, solution, system)\n"
+    "                        (generate.prompts; default: the prompts already in the store)\n"
+    "  --url URL             OpenAI-compatible endpoint, e.g. https://api.deepseek.com/v1 (generate.url)\n"
+    "  --teacher NAME        the endpoint's model name, e.g. deepseek-reasoner (generate.model)\n"
+    "  --key-env VAR         environment variable holding the API key (generate.key_env)\n"
+    "  --model DIR           local teacher: a model directory sampled with the rollout engine\n"
+    "                        (R1 template, split at </think>) instead of --url (generate.model_dir)\n"
+    "  --tokenizer DIR       local teacher's tokenizer when DIR has none (tokenizer.dir)\n"
+    "  --n N                 samples per prompt (generate.n)\n"
+    "  --temperature T  --top-p P  --max-tokens N  --seed S   sampling (generate.*)\n"
+    "  --system-prompt TEXT  replaces each prompt's system messages (generate.system_prompt)\n"
+    "  --max-in-flight N  --timeout S  --retries N   HTTP concurrency, seconds per attempt,\n"
+    "                        retries after 429/5xx/network errors (generate.*)\n"
+    "  --max-requests K      ask for at most K prompt samples in this run (the rest: next run)\n"
+    "  Ctrl-C stops after the chunk in flight (what came back is kept; a second one kills).\n"
     "\n"
-    "exit codes: 0 success, 1 runtime failure, 2 usage error\n";
+    "exit codes: 0 success, 1 runtime failure, 2 usage error; generate: 130 when stopped by Ctrl-C\n";
 
 #define MAX_LIST 256
+#define MAX_GEN_SETS 32
+
+/* Set by SIGINT/SIGTERM while `distill generate` runs, read between chunks. A signal handler can
+ * reach nothing else, so this one flag is file-scope. */
+static volatile sig_atomic_t generate_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    generate_stop = 1;
+}
 
 typedef struct dargs {
     const char *db, *config, *out, *tokenizer, *system_prompt, *form, *records, *source_model;
@@ -70,6 +102,11 @@ typedef struct dargs {
     int n_scripts;
     int jobs, timeout_ms, all, inline_reasoning, strict;
     int64_t selection;
+    /* generate: options that set generate.* keys, as --set strings applied after the user's */
+    char *gen_sets[MAX_GEN_SETS];
+    int n_gen_sets;
+    int gen_url, gen_model_dir, gen_teacher;
+    int64_t max_requests;
 } dargs;
 
 /* Options each subcommand takes, as " name " words. */
@@ -77,6 +114,9 @@ static const char *allowed(const char *sub) {
     if (!strcmp(sub, "import")) return " db config set form field records source-model strict ";
     if (!strcmp(sub, "verify")) return " db config set script jobs timeout-ms ";
     if (!strcmp(sub, "filter")) return " db config set tokenizer ";
+    if (!strcmp(sub, "generate"))
+        return " db config set tokenizer prompts url teacher key-env model n temperature top-p "
+               "max-tokens seed system-prompt max-in-flight timeout retries max-requests ";
     return " db config set out form system-prompt inline selection all ";
 }
 
@@ -100,6 +140,46 @@ static void split_script(char *arg, v3_reward_script *sc) {
     sc->has_weight = 1;
 }
 
+/* generate options that are config keys: option name → generate.KEY */
+static const char *gen_key(const char *name) {
+    static const char *const map[][2] = {
+        {"prompts", "prompts"}, {"url", "url"}, {"teacher", "model"}, {"key-env", "key_env"},
+        {"model", "model_dir"}, {"n", "n"}, {"temperature", "temperature"}, {"top-p", "top_p"},
+        {"max-tokens", "max_tokens"}, {"seed", "seed"}, {"max-in-flight", "max_in_flight"},
+        {"timeout", "timeout"}, {"retries", "retries"}, {NULL, NULL}};
+    for (int i = 0; map[i][0]; i++)
+        if (!strcmp(map[i][0], name)) return map[i][1];
+    return NULL;
+}
+
+static int add_gen_set(dargs *a, const char *key, const char *v, char *cmd) {
+    if (a->n_gen_sets == MAX_GEN_SETS) return v3_cli_usage_error(cmd, "too many options");
+    size_t n = strlen(key) + strlen(v) + 16;
+    char *s = malloc(n);
+    if (!s) return v3_cli_fail(cmd, "out of memory");
+    snprintf(s, n, "generate.%s=%s", key, v);
+    a->gen_sets[a->n_gen_sets++] = s;
+    return V3_EXIT_OK;
+}
+
+/* The command line's generate options after the user's --set; --url or --model on the command line
+ * picks the teacher, so the other kind's key from the config is cleared (and with --model, the
+ * config's endpoint model name, which would otherwise name the local teacher). */
+static int finish_gen_sets(dargs *a, char *cmd) {
+    if (a->gen_url && a->gen_model_dir)
+        return v3_cli_usage_error(cmd, "--url and --model both name a teacher: give one (--model "
+                                  "is a local model directory; --teacher names the endpoint's model)");
+    int rc = V3_EXIT_OK;
+    if (a->gen_url) rc = add_gen_set(a, "model_dir", "", cmd);
+    if (a->gen_model_dir) rc = add_gen_set(a, "url", "", cmd);
+    if (!rc && a->gen_model_dir && !a->gen_teacher) rc = add_gen_set(a, "model", "", cmd);
+    for (int i = 0; i < a->n_gen_sets && !rc; i++) {
+        if (a->n_sets == MAX_LIST) return v3_cli_usage_error(cmd, "too many --set");
+        a->sets[a->n_sets++] = a->gen_sets[i];
+    }
+    return rc;
+}
+
 static int parse(const char *sub, int argc, char **argv, dargs *a, char *cmd) {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -117,6 +197,14 @@ static int parse(const char *sub, int argc, char **argv, dargs *a, char *cmd) {
         if (!strcmp(name, "all")) { a->all = 1; continue; }
         if (i + 1 >= argc) return v3_cli_usage_error(cmd, "%s needs a value", arg);
         char *v = argv[++i], *end = NULL;
+        if (!strcmp(sub, "generate") && gen_key(name)) {
+            a->gen_url |= !strcmp(name, "url");
+            a->gen_model_dir |= !strcmp(name, "model");
+            a->gen_teacher |= !strcmp(name, "teacher");
+            int rc = add_gen_set(a, gen_key(name), v, cmd);
+            if (rc) return rc;
+            continue;
+        }
         if (!strcmp(name, "db")) a->db = v;
         else if (!strcmp(name, "config")) a->config = v;
         else if (!strcmp(name, "out")) a->out = v;
@@ -144,9 +232,20 @@ static int parse(const char *sub, int argc, char **argv, dargs *a, char *cmd) {
         } else if (!strcmp(name, "selection")) {
             a->selection = strtoll(v, &end, 10);
             if (*end || a->selection < 1) return v3_cli_usage_error(cmd, "--selection needs an id >= 1");
+        } else if (!strcmp(name, "max-requests")) {
+            a->max_requests = strtoll(v, &end, 10);
+            if (!*v || *end || a->max_requests < 1)
+                return v3_cli_usage_error(cmd, "--max-requests needs a count >= 1");
         }
     }
     if (!a->db) return v3_cli_usage_error(cmd, "--db RUN_DIR is required");
+    if (!strcmp(sub, "generate")) {
+        if (a->system_prompt) {
+            int rc = add_gen_set(a, "system_prompt", a->system_prompt, cmd);
+            if (rc) return rc;
+        }
+        return finish_gen_sets(a, cmd);
+    }
     return V3_EXIT_OK;
 }
 
@@ -162,6 +261,19 @@ static int load_config(const dargs *a, v3_distill_config *c, char *cmd) {
     int rc = v3_distill_config_load(c, a->config, a->sets, a->n_sets, &err);
     if (rc == V3_EUSAGE) return v3_cli_usage_error(cmd, "%s", err.msg);
     if (rc) return v3_cli_fail(cmd, "%s", err.msg);
+    return V3_EXIT_OK;
+}
+
+/* The run directory is created; its parent must exist. */
+static int make_run_dir(const char *path, char *cmd) {
+    char dir[4300];
+    v3_err err = {0};
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        if (dir[0] && v3_mkdirs(dir, &err)) return v3_cli_fail(cmd, "%s", err.msg);
+    }
     return V3_EXIT_OK;
 }
 
@@ -182,14 +294,8 @@ static int run_import(dargs *a, const char *path, v3_distill_config *c, char *cm
         if (v3_distill_map_field(&o.fields, a->fields[i], &err)) return v3_cli_usage_error(cmd, "%s", err.msg);
     if (a->records) o.records = a->records;
     if (a->source_model) o.source_model = a->source_model;
-    /* the run directory is created; its parent must exist */
-    char dir[4300];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = 0;
-        if (dir[0] && v3_mkdirs(dir, &err)) return v3_cli_fail(cmd, "%s", err.msg);
-    }
+    int rc = make_run_dir(path, cmd);
+    if (rc) return rc;
     if (v3_distill_import(path, a->files, a->n_files, &o, &st, &err))
         return v3_cli_fail(cmd, "%s", err.msg);
     printf("distill import: %lld files, %lld rows (%lld bad, skipped)\n", (long long)st.files,
@@ -313,6 +419,63 @@ static int run_export(dargs *a, const char *path, v3_distill_config *c, char *cm
     return V3_EXIT_OK;
 }
 
+static void print_generate(const v3_distill_generate_stats *st) {
+    printf("distill generate: teacher %s\n", st->teacher[0] ? st->teacher : "(none)");
+    if (st->rows != st->prompts || st->bad_rows)
+        printf("  prompts %lld (%lld rows, %lld bad, skipped)\n", (long long)st->prompts,
+               (long long)st->rows, (long long)st->bad_rows);
+    else
+        printf("  prompts %lld\n", (long long)st->prompts);
+    printf("  samples wanted %lld: %lld stored before, %lld asked now, %lld left for a later run\n",
+           (long long)st->wanted, (long long)st->done_before, (long long)st->requested,
+           (long long)st->left);
+    printf("  stored %lld (%lld cut off, %lld without reasoning), failed %lld%s\n",
+           (long long)st->stored, (long long)st->truncated, (long long)st->no_reasoning,
+           (long long)st->failed, st->failed ? " (asked again by the next run)" : "");
+    printf("  attempts %lld (%lld retries); tokens: %lld prompt, %lld completion\n",
+           (long long)st->attempts, (long long)st->retries, (long long)st->prompt_tokens,
+           (long long)st->completion_tokens);
+}
+
+static int run_generate(dargs *a, const char *path, v3_distill_config *c, char *cmd) {
+    v3_distill_generate_opts o;
+    v3_distill_generate_stats st;
+    v3_err err = {0};
+    char tokdir[4096];
+    v3_distill_generate_opts_default(&o);
+    int rc = v3_distill_config_generate(c, &o, &err);
+    if (rc) return v3_cli_fail(cmd, "%s", err.msg);
+    if (!o.url && !o.model_dir)
+        return v3_cli_usage_error(cmd, "no teacher: give --url URL --teacher NAME (an OpenAI-"
+                                  "compatible endpoint) or --model DIR (a local model directory)");
+    if (o.url && o.model_dir)
+        return v3_cli_usage_error(cmd, "generate.url and generate.model_dir both name a teacher");
+    if (o.url && !o.model)
+        return v3_cli_usage_error(cmd, "--teacher NAME (generate.model) is required with --url: "
+                                  "the model name the endpoint serves");
+    if (a->tokenizer) o.tokenizer_dir = a->tokenizer;
+    if (!o.tokenizer_dir) o.tokenizer_dir = v3_cli_default_tokenizer_dir(tokdir, sizeof tokdir);
+    o.max_requests = a->max_requests;
+    o.progress = isatty(fileno(stderr)) ? stderr : NULL;
+    if ((rc = make_run_dir(path, cmd))) return rc;
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
+    sigemptyset(&sa.sa_mask);
+    generate_stop = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    o.stop = &generate_stop;
+    rc = v3_distill_generate(path, &o, &st, &err);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (rc) return v3_cli_fail(cmd, "%s", err.msg);
+    print_generate(&st);
+    if (st.stopped) return 130;
+    return st.failed ? V3_EXIT_FAIL : V3_EXIT_OK;
+}
+
 int v3_cmd_distill(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(HELP, argc < 2 ? stderr : stdout);
@@ -321,11 +484,8 @@ int v3_cmd_distill(int argc, char **argv) {
     const char *sub = argv[1];
     char cmd[64];
     snprintf(cmd, sizeof cmd, "distill %.40s", sub);
-    if (!strcmp(sub, "generate"))
-        return v3_cli_fail(cmd, "not available yet: generating traces from a teacher model over "
-                           "HTTP is planned; for now import R1 outputs you already have with "
-                           "`v3tune distill import`");
-    if (strcmp(sub, "import") && strcmp(sub, "verify") && strcmp(sub, "filter") && strcmp(sub, "export"))
+    if (strcmp(sub, "import") && strcmp(sub, "verify") && strcmp(sub, "filter") && strcmp(sub, "export") &&
+        strcmp(sub, "generate"))
         return v3_cli_usage_error(CMD, "unknown subcommand \"%s\" (import, verify, filter, export, "
                                   "generate)", sub);
     if (v3_cli_wants_help(argc - 1, argv + 1)) {
@@ -344,10 +504,12 @@ int v3_cmd_distill(int argc, char **argv) {
         if (!strcmp(sub, "import")) rc = run_import(a, path, &c, cmd);
         else if (!strcmp(sub, "verify")) rc = run_verify(a, path, &c, cmd);
         else if (!strcmp(sub, "filter")) rc = run_filter(a, path, &c, cmd);
+        else if (!strcmp(sub, "generate")) rc = run_generate(a, path, &c, cmd);
         else rc = run_export(a, path, &c, cmd);
     }
     fflush(stdout);
     v3_distill_config_free(&c);
+    for (int i = 0; i < a->n_gen_sets; i++) free(a->gen_sets[i]);
     free(a);
     return rc;
 }

@@ -4,6 +4,9 @@
 --   v3tune distill filter --db runs/distill --config examples/distill_r1.lua
 --   v3tune distill export --db runs/distill --config examples/distill_r1.lua --out runs/distill/sft.jsonl
 --   v3tune data prepare --input runs/distill/sft.jsonl --template r1-keep-reasoning --out runs/distill/shards
+-- New traces from a teacher (resumable; stored like imported ones, then verify/filter/export):
+--   v3tune distill generate --db runs/distill --config examples/distill_r1.lua --prompts problems.jsonl
+--   v3tune distill generate --db runs/distill --config examples/distill_r1.lua --model runs/teacher
 -- Print every key with its default: v3tune config examples/distill_r1.lua --schema distill
 return {
   import = {
@@ -37,5 +40,18 @@ return {
     system_prompt = "Think step by step inside <think> and </think>, verify your reasoning, "
       .. "then give the final answer.",
     reasoning = "field",          -- reasoning_content, rendered by the r1-keep-reasoning template
+  },
+  generate = {
+    url = "https://api.deepseek.com/v1", -- an OpenAI-compatible endpoint (--model DIR: a local teacher instead)
+    model = "deepseek-reasoner",  -- the endpoint's model name; part of the resume key
+    key_env = "DEEPSEEK_API_KEY", -- the API key is read from this environment variable
+    n = 2,                        -- samples per prompt, for rejection sampling
+    temperature = 0.6,            -- R1's recommended sampling
+    top_p = 0.95,
+    max_tokens = 16384,           -- reasoning included
+    max_in_flight = 8,            -- requests at once
+    timeout = 600,                -- seconds per attempt
+    retries = 3,                  -- after 429, 5xx or a network error (Retry-After honoured)
+    system_prompt = "",           -- R1 is best asked without one
   },
 }

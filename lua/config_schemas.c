@@ -170,6 +170,27 @@ static const v3_cfg_key distill_keys[] = {
      "renders); inline: <think> in content", 0, "field|inline"},
     {"export.original_fallback", V3_CFG_STRING, "answer", "original form without a source solution: "
      "use the trace's final answer, or skip the prompt", 0, "answer|skip"},
+    {"generate.prompts", V3_CFG_STRING, "", "JSONL prompts (prompt or messages, plus answer, "
+     "solution, system); empty = the prompts already in the store", 0, NULL},
+    {"generate.url", V3_CFG_STRING, "", "teacher endpoint, OpenAI-compatible (http://host:port/v1 "
+     "or the whole /chat/completions URL)", 0, NULL},
+    {"generate.model", V3_CFG_STRING, "", "the endpoint's model name (required with url); with "
+     "model_dir the name stored as source_model (empty: the directory's name)", 0, NULL},
+    {"generate.model_dir", V3_CFG_STRING, "", "local teacher: a model directory sampled with the "
+     "rollout engine (R1 template); instead of url", 0, NULL},
+    {"generate.key_env", V3_CFG_STRING, "", "environment variable holding the API key; empty = none", 0, NULL},
+    {"generate.n", V3_CFG_INT, "1", "samples per prompt", 0, NULL},
+    {"generate.temperature", V3_CFG_NUMBER, "0.6", "sampling temperature (R1's recommended 0.6; 0 = greedy)", 0, NULL},
+    {"generate.top_p", V3_CFG_NUMBER, "0.95", "nucleus sampling threshold; 1 = off", 0, NULL},
+    {"generate.max_tokens", V3_CFG_INT, "8192", "completion tokens at most (reasoning included); "
+     "0 = not sent (the server's default; url only)", 0, NULL},
+    {"generate.max_in_flight", V3_CFG_INT, "8", "HTTP requests at once", 0, NULL},
+    {"generate.timeout", V3_CFG_NUMBER, "600", "seconds per HTTP attempt", 0, NULL},
+    {"generate.retries", V3_CFG_INT, "3", "retries of a request after 429, 5xx or a network error "
+     "(backoff, Retry-After honoured); 0 = none", 0, NULL},
+    {"generate.system_prompt", V3_CFG_STRING, "", "replaces each prompt's system messages; empty = "
+     "keep them (R1 is best asked without one)", 0, NULL},
+    {"generate.seed", V3_CFG_INT, "0", "sampling seed (url: a \"seed\" per prompt and sample); 0 = none", 0, NULL},
     {"tokenizer.dir", V3_CFG_STRING, "", "tokenizer.json directory for token counts (empty: the "
      "DeepSeek-V3 tokenizer beside the repo or $V3_TOKENIZER_DIR)", 0, NULL},
     {NULL, 0, NULL, NULL, 0, NULL},

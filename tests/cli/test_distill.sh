@@ -4,7 +4,9 @@
 # verify (built-in math + r1_format verifiers, compared with the sources' own labels) → filter
 # (examples/distill_r1.lua) → export (r1 and original forms) → `v3tune data prepare` with the
 # r1-keep-reasoning template (the reasoning carries the loss) → a short `v3tune sft` run on a tiny
-# model. Prints the counts of every stage. Skips (77) without the shared data or sqlite3.
+# model → `distill generate` with the tiny model as a local teacher and a Python endpoint as an
+# HTTP teacher (resumed with --max-requests, a 429 retried), verified and exported. Prints the
+# counts of every stage. Skips (77) without the shared data or sqlite3.
 set -u
 : "${V3TUNE:?}" "${V3_SOURCE_DIR:?}" "${V3_SHARED_DATA:?}"
 D="$V3_SHARED_DATA"
@@ -42,8 +44,10 @@ code 2 "export without --out" "$V3TUNE" distill export --db "$t/x"
 code 2 "bad --set" "$V3TUNE" distill import x.jsonl --db "$t/x" --set import.nokey=1
 code 1 "missing input file" "$V3TUNE" distill import "$t/none.jsonl" --db "$t/x"
 code 1 "verify without a store" "$V3TUNE" distill verify --db "$t/nothere"
-code 1 "generate is not available yet" "$V3TUNE" distill generate --db "$t/x"
-grep -q "not available yet" "$t/err" || no "generate message: $(cat "$t/err")"
+code 2 "generate without a teacher" "$V3TUNE" distill generate --db "$t/x"
+code 2 "generate with two teachers" "$V3TUNE" distill generate --db "$t/x" --url http://127.0.0.1:9/v1 --model "$t/m"
+code 2 "generate --url without --teacher" "$V3TUNE" distill generate --db "$t/x" --url http://127.0.0.1:9/v1
+code 2 "generate bad --max-requests" "$V3TUNE" distill generate --db "$t/x" --model "$t/m" --max-requests 0
 code 0 "config --schema distill" "$V3TUNE" config "$cfg" --schema distill
 grep -q "per_prompt = 1" "$t/out" || no "config does not resolve filter.per_prompt"
 
@@ -149,6 +153,88 @@ head -n 24 "$t/sft.jsonl" >"$t/sft24.jsonl"
   { no "sft"; tail -20 "$t/sft.log"; }
 grep -E "^(step|done)" "$t/sft.log"
 [ "$(sqlite3 "$t/sft/run.db" "select count(*) from steps where loss > 0 and loss < 100")" = 3 ] || no "sft steps"
+
+# ---- generate: new traces from a local teacher (the tiny model above), then from an endpoint ----
+printf '%s\n' '{"prompt": "What is 2+3?", "answer": "5"}' \
+  '{"messages": [{"role": "user", "content": "Name a prime number."}], "answer": "7"}' \
+  '{"question": "Natalia sold 48 clips in April and half as many in May. How many in all?", "answer": "#### 72"}' \
+  >"$t/gp.jsonl"
+gq() { sqlite3 "$t/gen/run.db" "$1"; }
+gen() { "$V3TUNE" distill generate --db "$t/gen" --prompts "$t/gp.jsonl" "$@"; }
+gen --model "$t/model" --n 2 --max-tokens 8 --max-requests 4 >"$t/gen1" 2>&1 || { no "generate (local)"; cat "$t/gen1"; }
+cat "$t/gen1"
+[ "$(gq "select count(*) from traces")" = 4 ] || no "generate --max-requests 4 stored $(gq "select count(*) from traces")"
+gen --model "$t/model" --n 2 --max-tokens 8 >"$t/gen2" 2>&1 || { no "generate (local, rest)"; cat "$t/gen2"; }
+cat "$t/gen2"
+grep -q "samples wanted 6: 4 stored before, 2 asked now" "$t/gen2" || no "the second run did not continue"
+[ "$(gq "select count(*) from traces where source_model = 'model'")" = 6 ] || no "local traces"
+[ "$(gq "select count(distinct prompt_id || '/' || json_extract(provenance, '\$.sample')) from traces")" = 6 ] ||
+  no "a prompt x sample stored twice"
+[ "$(gq "select count(*) from traces where json_extract(provenance, '\$.teacher') = 'local' and
+  json_extract(provenance, '\$.usage.completion_tokens') between 1 and 8")" = 6 ] || no "local provenance"
+[ "$(gq "select json_extract(fields, '\$.answer') from prompts where text like 'Natalia%'")" = 72 ] || no "reference answer"
+if command -v python3 >/dev/null; then
+  # an OpenAI-compatible endpoint: inline <think>, a 429 on each prime-prompt sample's first try
+  python3 - "$t/port" <<'PY' &
+import http.server, json, sys
+hits = {}
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        q = body["messages"][-1]["content"]
+        k = (q, body.get("seed"))
+        hits[k] = hits.get(k, 0) + 1
+        if self.headers.get("Authorization") != "Bearer sk-cli-test":
+            code, out = 401, {"error": {"message": "bad key"}}
+        elif "prime" in q and hits[k] == 1:
+            code, out = 429, {"error": {"message": "slow down"}}
+        else:
+            text = "<think>\nAdd them.\n</think>\n\nThe answer is $\\boxed{5}$."
+            code, out = 200, {"id": "c1", "model": body["model"], "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}}
+        data = json.dumps(out).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if code == 429: self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(data)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1] + ".tmp", "w").write(str(srv.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+srv.serve_forever()
+PY
+  spid=$!
+  trap 'kill $spid 2>/dev/null; rm -rf "$t"' EXIT
+  for _ in $(seq 100); do [ -s "$t/port" ] && break; sleep 0.1; done
+  port=$(cat "$t/port" 2>/dev/null)
+  V3_CLI_KEY=sk-cli-test gen --url "http://127.0.0.1:$port/v1" --teacher cli-teacher --key-env V3_CLI_KEY \
+    --n 2 --seed 5 --max-in-flight 2 --retries 2 >"$t/gen3" 2>&1 || { no "generate (http)"; cat "$t/gen3"; }
+  cat "$t/gen3"
+  grep -q "stored 6 .*failed 0" "$t/gen3" || no "http: 6 stored"
+  grep -q "attempts 8 (2 retries)" "$t/gen3" || no "http: the two 429s were retried"
+  [ "$(gq "select count(*) from traces where source_model = 'cli-teacher' and reasoning = 'Add them.'")" = 6 ] ||
+    no "http traces"
+  [ "$(gq "select count(*) from traces where json_extract(provenance, '\$.usage.total_tokens') = 21")" = 6 ] ||
+    no "http usage in provenance"
+  V3_CLI_KEY=sk-cli-test gen --url "http://127.0.0.1:$port/v1" --teacher cli-teacher --key-env V3_CLI_KEY \
+    --n 2 --seed 5 >"$t/gen4" 2>&1 || no "generate (http, again)"
+  grep -q "6 stored before, 0 asked now" "$t/gen4" || no "http rerun asked again"
+  kill $spid 2>/dev/null
+fi
+"$V3TUNE" distill verify --db "$t/gen" >"$t/gver" 2>&1 || { no "verify generated traces"; cat "$t/gver"; }
+cat "$t/gver"
+"$V3TUNE" distill export --db "$t/gen" --all --out "$t/gen.jsonl" >"$t/gexp" 2>&1 || { no "export generated"; cat "$t/gexp"; }
+cat "$t/gexp"
+[ "$(wc -l <"$t/gen.jsonl")" = "$(gq "select count(*) from traces")" ] || no "exported generated traces"
+if command -v python3 >/dev/null; then
+  [ "$(gq "select count(*) from verdicts v join traces t on t.id = v.trace_id join prompts p on p.id = t.prompt_id
+    where v.verifier = 'math' and v.passed and t.source_model = 'cli-teacher'")" = 2 ] ||
+    no "the teacher's two right answers (2+3) are verified"
+fi
 
 echo "runs in the distill store:"
 q "select id, command, status from runs" | sed 's/^/  /'

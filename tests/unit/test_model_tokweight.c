@@ -83,14 +83,16 @@ int main(void) {
             u[pi->offset + j] = v3_rng_normal(&rng);
             dot += (double)u[pi->offset + j] * g[pi->offset + j];
         }
-        double eps = 1e-2, Jp, Jm;
+        double eps = 3e-3, Jp, Jm; /* small enough for the curvature, large for fp32 noise */
         for (size_t j = 0; j < P; j++) pp[j] = p0[j] + (float)eps * u[j];
         ctx.be->to_device(&ctx, m.params, pp, P * sizeof(float));
         Jp = objective(&m, &b, w, &err);
         for (size_t j = 0; j < P; j++) pp[j] = p0[j] - (float)eps * u[j];
         ctx.be->to_device(&ctx, m.params, pp, P * sizeof(float));
         Jm = objective(&m, &b, w, &err);
-        double fd = (Jp - Jm) / (2 * eps), rel = fabs(fd - dot) / fmax(fabs(dot), 1e-3);
+        /* a random direction can nearly cancel: the error is judged against max(|dot|, 1), the
+         * scale of a typical directional derivative here (~10) */
+        double fd = (Jp - Jm) / (2 * eps), rel = fabs(fd - dot) / fmax(fabs(dot), 1.0);
         printf("  %-45s analytic %+.6e  finite difference %+.6e  rel %.2e\n", names[k], dot, fd, rel);
         CHECK(rel < 2e-2, "%s: directional derivative %.6e vs finite difference %.6e", names[k], dot, fd);
     }

@@ -256,6 +256,28 @@ int v3_model_mtp_step(v3_model *m, const v3_step *s, const v3_kv_source *src, v3
 int v3_model_logprobs(v3_model *m, const float *logits, const int32_t *rows, int64_t n,
                       const int32_t *tokens, const float *temperature, float *out, v3_err *err);
 
+/* ---- sequence scores: HF's *ForSequenceClassification (model/score_head.c) ----
+ * The main model (no MTP, no loss) over a packed batch, then a linear head on the final-norm
+ * hidden state of chosen rows: scores[r, j] = final_norm(h)[out_rows[r]] · head[j], j < n_labels.
+ * A reward model scores each document at its last (non-pad) token. The batch is packed as for
+ * v3_model_forward (positions restart per document, attention never crosses doc_start); the
+ * per-token arithmetic is that of v3_model_forward with the model's options. head is backend
+ * memory [n_labels, C]: a reward model keeps score.weight in the first rows of the lm_head slot
+ * (model/params.h: v3_params_build_score). Expert-load statistics are left untouched. */
+typedef struct v3_score_batch {
+    int64_t N;                  /* tokens (≤ max_tokens of init) */
+    const int32_t *tokens;      /* (host) [N] */
+    const int32_t *positions;   /* (host) [N] */
+    const int32_t *doc_start;   /* (host) [N] */
+    int64_t n_out;              /* rows to score, 1..N */
+    const int32_t *out_rows;    /* (host) [n_out] */
+    const float *head;          /* (backend) [n_labels, C] */
+    int64_t n_labels;
+    float *scores;              /* (host) [n_out, n_labels] out */
+} v3_score_batch;
+
+int v3_model_score(v3_model *m, const v3_score_batch *b, v3_err *err);
+
 /* Rows routed to each expert of MoE layer `layer` (NULL for a dense layer): in the last forward,
  * and accumulated since the last bias update. Arrays of n_routed_experts. */
 const int64_t *v3_model_expert_load(const v3_model *m, int layer);

@@ -96,14 +96,16 @@ static void add_layer(builder *b, const v3_config *c, int L, int moe) {
     }
 }
 
-int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err *err) {
+/* score_labels > 0: score.weight [score_labels, d] in place of lm_head.weight (no MTP) */
+static int build(v3_param_table *t, const v3_config *c, int with_mtp, int64_t score_labels, v3_err *err) {
     memset(t, 0, sizeof *t);
     builder b = {t, 0, 0};
     int64_t d = c->hidden_size, V = c->vocab_size;
     add(&b, V3_PK_EMBED, -1, -1, V, d, "model.embed_tokens.weight");
     for (int L = 0; L < c->n_layer; L++) add_layer(&b, c, L, v3_config_is_moe_layer(c, L));
     add(&b, V3_PK_NORM, -1, -1, d, 0, "model.norm.weight");
-    add(&b, V3_PK_HEAD, -1, -1, V, d, "lm_head.weight");
+    if (score_labels > 0) add(&b, V3_PK_HEAD, -1, -1, score_labels, d, "score.weight");
+    else add(&b, V3_PK_HEAD, -1, -1, V, d, "lm_head.weight");
     if (with_mtp) {
         for (int k = 0; k < c->num_nextn_predict_layers; k++) {
             int L = c->n_layer + k;
@@ -133,6 +135,19 @@ int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err 
         t->hash[h] = i + 1;
     }
     return V3_OK;
+}
+
+int v3_params_build(v3_param_table *t, const v3_config *c, int with_mtp, v3_err *err) {
+    return build(t, c, with_mtp, 0, err);
+}
+
+int v3_params_build_score(v3_param_table *t, const v3_config *c, int64_t num_labels, v3_err *err) {
+    if (num_labels < 1 || num_labels > c->vocab_size) {
+        memset(t, 0, sizeof *t);
+        return v3_errf(err, V3_ERANGE, "parameter table: %lld score labels (want 1..vocab_size %lld)",
+                       (long long)num_labels, (long long)c->vocab_size);
+    }
+    return build(t, c, 0, num_labels, err);
 }
 
 void v3_params_free(v3_param_table *t) {

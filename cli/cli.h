@@ -23,13 +23,14 @@ int v3_cmd_config(int argc, char **argv);
 int v3_cmd_tokenize(int argc, char **argv);
 int v3_cmd_score(int argc, char **argv);
 int v3_cmd_generate(int argc, char **argv);
-int v3_cmd_distill(int argc, char **argv);
 int v3_cmd_samples(int argc, char **argv);
 int v3_cmd_runs(int argc, char **argv);
 int v3_cmd_data(int argc, char **argv);
 int v3_cmd_reward(int argc, char **argv);
 int v3_cmd_sft(int argc, char **argv);
+int v3_cmd_grpo(int argc, char **argv);
 int v3_cmd_report(int argc, char **argv);
+int v3_cmd_distill(int argc, char **argv);
 
 /* True when argv holds -h or --help. */
 int v3_cli_wants_help(int argc, char **argv);

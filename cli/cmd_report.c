@@ -1,7 +1,10 @@
 /* cmd_report.c — `v3tune report RUN_DIR [--out DIR]`: PNG charts of a run's metrics drawn with
  * gnuplot (loss with eval loss, learning rate, gradient norm, tokens/s, expert-load heatmap per
- * MoE layer) and one index.html showing them with the run's configuration. Reads run.db
- * read-only; a run that continued from a checkpoint shows, per step, the newest run's row. */
+ * MoE layer; for GRPO runs also the reward curve per reward function, accuracy with the held-out
+ * evaluations, KL, clip fractions, entropy, completion lengths, truncated and zero-std fractions,
+ * the sampler/trainer logprob gap and the time split) and one index.html showing them with the
+ * run's configuration. Reads run.db read-only; a run that continued from a checkpoint shows, per
+ * step, the newest run's row. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,9 @@ static const char *const help =
     "Writes DIR (default RUN_DIR/report)/index.html and its PNG charts from RUN_DIR/run.db:\n"
     "loss.png (train loss and val/loss), lr.png, grad_norm.png, tokens_per_s.png and\n"
     "expert_load_L<n>.png (share of routed tokens per expert and step, one per MoE layer).\n"
+    "GRPO runs add rewards.png (the reward of each reward function and the total, with the\n"
+    "held-out evaluations), accuracy.png, kl.png, clip.png, entropy.png, length.png,\n"
+    "fractions.png, logprob_gap.png and time.png.\n"
     "Needs gnuplot on PATH.\n";
 
 /* rows of the newest run for every step (a resumed run re-logs steps after its checkpoint) */
@@ -58,6 +64,96 @@ static int plot_line(FILE *gp, const char *out, const char *png, const char *tit
             ylabel, logy ? "set logscale y" : "unset logscale y");
     fprintf(gp, "plot '%s/%s' using 1:%d with lines lw 2 title '%s'\n", out, dat, col, ylabel);
     return 0;
+}
+
+/* One series of a chart: a metric per step (metrics table) or an evaluation (evals table). */
+typedef struct series {
+    const char *name;  /* metric or eval name */
+    int eval;          /* from the evals table (drawn as points) */
+} series;
+
+/* Dumps each series to DIR/<png>_<i>.dat and plots the non-empty ones on one chart; returns 1
+ * when the chart was drawn. */
+static int metric_chart(sqlite3 *db, FILE *gp, const char *out, const char *png, const char *title,
+                        const char *ylabel, const series *sr, int n, int logy) {
+    char path[4400], sql[512];
+    int drawn = 0;
+    for (int i = 0; i < n; i++) {
+        char *q = sqlite3_mprintf(sr[i].eval
+                                      ? "SELECT step, value FROM evals e WHERE name = %Q AND value IS NOT NULL AND "
+                                        "run_id = (SELECT max(run_id) FROM evals x WHERE x.step = e.step AND "
+                                        "x.name = e.name) ORDER BY step"
+                                      : "SELECT step, value FROM metrics m WHERE name = %Q AND run_id = (SELECT "
+                                        "max(run_id) FROM metrics x WHERE x.step = m.step AND x.name = m.name) "
+                                        "ORDER BY step",
+                                  sr[i].name);
+        snprintf(sql, sizeof sql, "%s", q);
+        sqlite3_free(q);
+        snprintf(path, sizeof path, "%s/%.*s_%d.dat", out, (int)strlen(png) - 4, png, i);
+        if (dump(db, sql, path) <= 0) continue;
+        if (!drawn)
+            fprintf(gp, "set output '%s/%s'\nset title '%s'\nset xlabel 'step'\nset ylabel '%s'\n%s\nplot ", out, png,
+                    title, ylabel, logy ? "set logscale y" : "unset logscale y");
+        fprintf(gp, "%s'%s' using 1:2 with %s title '%s'", drawn ? ", " : "", path,
+                sr[i].eval ? "linespoints lw 2 pt 7" : "lines lw 2", sr[i].name);
+        drawn = 1;
+    }
+    if (drawn) fputc('\n', gp);
+    return drawn;
+}
+
+/* The GRPO charts (when the run logged GRPO metrics); their file names go to pngs. */
+static int grpo_charts(sqlite3 *db, FILE *gp, const char *out, char pngs[][64], int max) {
+    int n = 0;
+    /* the reward curve per function: rewards/<name>/mean, the total, and their evaluations */
+    series sr[64];
+    char names[64][160];
+    int k = 0;
+    sqlite3_stmt *q;
+    sr[k++] = (series){"reward", 0};
+    sr[k++] = (series){"eval/reward", 1};
+    if (sqlite3_prepare_v2(db, "SELECT DISTINCT name FROM metrics WHERE name LIKE 'rewards/%/mean' ORDER BY name",
+                           -1, &q, NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW && k < 62) {
+            snprintf(names[k], sizeof names[k], "%s", (const char *)sqlite3_column_text(q, 0));
+            sr[k] = (series){names[k], 0};
+            k++;
+            /* eval/rewards/<name> */
+            const char *nm = names[k - 1] + 8;
+            int len = (int)strlen(nm) - 5;
+            snprintf(names[k], sizeof names[k], "eval/rewards/%.*s", len > 0 ? len : 0, nm);
+            sr[k] = (series){names[k], 1};
+            k++;
+        }
+        sqlite3_finalize(q);
+    }
+    if (n < max && metric_chart(db, gp, out, "rewards.png", "reward per function (mean over samples)", "reward", sr, k, 0))
+        snprintf(pngs[n++], 64, "rewards.png");
+    static const struct {
+        const char *png, *title, *ylabel;
+        series s[4];
+        int n, logy;
+    } charts[] = {
+        {"accuracy.png", "accuracy (reward named accuracy, else math)", "accuracy",
+         {{"accuracy", 0}, {"eval/accuracy", 1}}, 2, 0},
+        {"kl.png", "KL to the reference (k3)", "kl", {{"kl", 0}}, 1, 0},
+        {"clip.png", "clipped ratio fractions", "fraction",
+         {{"clip_ratio/low_mean", 0}, {"clip_ratio/high_mean", 0}, {"clip_ratio/region_mean", 0}}, 3, 0},
+        {"entropy.png", "sampling entropy (mean over completion tokens)", "nats", {{"entropy", 0}}, 1, 0},
+        {"length.png", "completion length", "tokens",
+         {{"completions/mean_length", 0}, {"completions/max_length", 0}, {"eval/mean_length", 1}}, 3, 0},
+        {"fractions.png", "truncated completions, zero-std and no-signal groups", "fraction",
+         {{"completions/clipped_ratio", 0}, {"frac_reward_zero_std", 0}, {"frac_no_signal", 0}}, 3, 0},
+        {"logprob_gap.png", "max |sampler - trainer| logprob (0 on the CPU)", "gap",
+         {{"logprob_gap/max", 0}}, 1, 0},
+        {"time.png", "time per step", "seconds",
+         {{"time/rollout_s", 0}, {"time/reward_s", 0}, {"time/train_s", 0}, {"time/step_s", 0}}, 4, 0},
+    };
+    for (size_t i = 0; i < sizeof charts / sizeof charts[0] && n < max; i++)
+        if (metric_chart(db, gp, out, charts[i].png, charts[i].title, charts[i].ylabel, charts[i].s, charts[i].n,
+                         charts[i].logy))
+            snprintf(pngs[n++], 64, "%s", charts[i].png);
+    return n;
 }
 
 int v3_cmd_report(int argc, char **argv) {
@@ -120,6 +216,11 @@ int v3_cmd_report(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/load_%d.dat", out, layers[i]);
         dump(db, sql, p);
     }
+    int is_grpo = 0;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM metrics WHERE name = 'reward'", -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW) is_grpo = sqlite3_column_int(q, 0) > 0;
+        sqlite3_finalize(q);
+    }
     char *config = NULL, *status = NULL;
     if (sqlite3_prepare_v2(db, "SELECT config, status FROM runs ORDER BY id DESC LIMIT 1", -1, &q, NULL) == SQLITE_OK) {
         if (sqlite3_step(q) == SQLITE_ROW) {
@@ -129,15 +230,17 @@ int v3_cmd_report(int argc, char **argv) {
         }
         sqlite3_finalize(q);
     }
-    sqlite3_close(db);
 
     /* charts */
+    char grpo_pngs[16][64];
+    int n_grpo = 0;
     FILE *gp = popen("gnuplot 2>&1", "w");
     if (!gp) {
+        sqlite3_close(db);
         rc = v3_cli_fail(cmd, "cannot run gnuplot");
         goto out;
     }
-    fprintf(gp, "set terminal png size 900,500\nset grid\nset key top right\n");
+    fprintf(gp, "set terminal png size 900,500 noenhanced\nset grid\nset key top right\n");
     fprintf(gp, "set output '%s/loss.png'\nset title 'loss'\nset xlabel 'step'\nset ylabel 'loss'\n", out);
     fprintf(gp, "plot '%s/steps.dat' using 1:2 with lines lw 2 title 'train'", out);
     if (n_eval > 0) fprintf(gp, ", '%s/eval.dat' using 1:2 with linespoints lw 2 pt 7 title 'val/loss'", out);
@@ -146,6 +249,8 @@ int v3_cmd_report(int argc, char **argv) {
     plot_line(gp, out, "grad_norm.png", "gradient norm (before clipping)", "grad norm", "steps.dat", 4, 1);
     plot_line(gp, out, "tokens_per_s.png", "throughput", "tokens/s", "steps.dat", 5, 0);
     fprintf(gp, "unset logscale y\n");
+    if (is_grpo) n_grpo = grpo_charts(db, gp, out, grpo_pngs, 16);
+    fprintf(gp, "unset logscale y\n");
     for (int i = 0; i < n_layers; i++) {
         fprintf(gp,
                 "set output '%s/expert_load_L%d.png'\nset title 'expert load, layer %d (share of routed "
@@ -153,6 +258,7 @@ int v3_cmd_report(int argc, char **argv) {
                 "plot '%s/load_%d.dat' using 1:2:3 with image notitle\n",
                 out, layers[i], layers[i], out, layers[i]);
     }
+    sqlite3_close(db);
     if (pclose(gp) != 0) {
         rc = v3_cli_fail(cmd, "gnuplot failed");
         goto out;
@@ -175,6 +281,8 @@ int v3_cmd_report(int argc, char **argv) {
             n_eval > 0 ? n_eval : 0);
     static const char *const charts[] = {"loss.png", "lr.png", "grad_norm.png", "tokens_per_s.png"};
     for (int i = 0; i < 4; i++) fprintf(h, "<p><img src=\"%s\" alt=\"%s\"></p>\n", charts[i], charts[i]);
+    if (n_grpo) fprintf(h, "<h2>GRPO</h2>\n");
+    for (int i = 0; i < n_grpo; i++) fprintf(h, "<p><img src=\"%s\" alt=\"%s\"></p>\n", grpo_pngs[i], grpo_pngs[i]);
     if (n_layers) fprintf(h, "<h2>Expert load</h2>\n");
     for (int i = 0; i < n_layers; i++)
         fprintf(h, "<p><img src=\"expert_load_L%d.png\" alt=\"layer %d\"></p>\n", layers[i], layers[i]);

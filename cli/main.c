@@ -12,6 +12,7 @@ static const v3_command commands[] = {
     {"tokenize", v3_cmd_tokenize, "tokenize JSONL text or chat rows from stdin"},
     {"data", v3_cmd_data, "prepare token shards from conversations (prepare), show their stats"},
     {"sft", v3_cmd_sft, "supervised fine-tuning from a Lua config (checkpoints, --resume, metrics in run.db)"},
+    {"grpo", v3_cmd_grpo, "GRPO from a Lua config: rollouts, Lua rewards, policy updates (--resume, every sample in run.db)"},
     {"report", v3_cmd_report, "PNG charts (gnuplot) and an HTML page of a run's metrics"},
     {"generate", v3_cmd_generate, "sample completions with the rollout engine (JSONL or run.db)"},
     {"score", v3_cmd_score, "mean loss and perplexity of a model over token rows"},

@@ -1,0 +1,54 @@
+-- grpo_tiny.lua — GRPO a tiny model can be seen to learn on 2 CPU cores in a few minutes (the
+-- README demo, scripts/demo.sh; tests/cli/test_grpo.sh runs a smaller version).
+--
+-- The task (examples/grpo_tiny_data.sh): "Next after the last: 4 7 1 8" -> "9", the digit after
+-- the list's last one (9 -> 0). A short SFT warm-up (examples/sft_tiny.lua on the generated
+-- sft.jsonl, whose answers come in two styles, "9" and "Answer: 9") leaves the model unsure of both
+-- the format and the digit. GRPO then rewards the exact bare answer:
+--   accuracy  1 when the completion is exactly the answer, else 0
+--   format    1 when the completion is one bare digit, else 0 (weight 0.5)
+-- and is evaluated on 200 held-out prompts (no digit list of them is in the training data):
+-- eval/accuracy and eval/reward in run.db, `v3tune report` charts them with the reward curves.
+--
+--   v3tune init --preset tiny --dtype f32 --no-mtp --out models/tiny
+--   examples/grpo_tiny_data.sh out/grpo_tiny
+--   v3tune sft examples/sft_tiny.lua --set model.dir=models/tiny --set run.dir=runs/tiny-sft \
+--     --set data.train=out/grpo_tiny/sft.jsonl --set data.format=prompt_completion \
+--     --set data.fields= --set data.micro_batch_tokens=512 --set train.steps=120
+--   v3tune grpo examples/grpo_tiny.lua --set model.dir=runs/tiny-sft/step-120
+--   v3tune samples runs/grpo-tiny --order best --limit 5
+--   v3tune report runs/grpo-tiny
+-- Paths are relative to the directory v3tune runs in.
+return {
+  model = { dir = "runs/tiny-sft/step-120" },
+  run = { dir = "runs/grpo-tiny" },
+  device = "cpu",
+  data = {
+    prompts = { "out/grpo_tiny/train.jsonl" },
+    eval = { "out/grpo_tiny/eval.jsonl" },
+    chat = false,                 -- raw text, as the SFT warm-up documents
+    seq_len = 24,                 -- prompts are 10 tokens
+  },
+  train = { steps = 40, seed = 7, threads = 2, micro_batch_tokens = 4096 },
+  rollout = { group_size = 8, prompts_per_step = 16, max_new_tokens = 4, temperature = 1.0 },
+  grpo = { loss_type = "dapo", eps_low = 0.2, eps_high = 0.28, beta = 0.0, mu = 1 },
+  rewards = {
+    { name = "accuracy", source = [[
+return function(s)
+  local got = (s.completion or ""):match("^%s*(.-)%s*$")
+  return { score = got == s.answer and 1.0 or 0.0, got = got }
+end]] },
+    { name = "format", weight = 0.5, source = [[
+return function(s)
+  return (s.completion or ""):match("^%s*%u%s*$") and 1.0 or 0.0
+end]] },
+  },
+  -- the policy's own accuracy at its sampling temperature: 4 samples of each held-out prompt
+  eval = { every = 10, prompts = 200, samples = 4, temperature = 1.0 },
+  -- Adam's first steps move every weight by ~lr whatever the gradient's size: a warmup keeps the
+  -- noisy first policy gradients from wrecking what SFT taught; beta2 0.99 smooths the scale
+  optim = { lr = 2e-3, betas = { 0.9, 0.99 }, weight_decay = 0.0, clip_grad_norm = 1.0 },
+  sched = { kind = "constant", warmup_steps = 8 },
+  moe = { router_bias_gamma = 1e-3, balance_alpha = 0 },
+  ckpt = { every = 10, keep = 2 },
+}

@@ -426,7 +426,11 @@ static void test_containment(const v3_code_opts *base, const char *label) {
     og.mem_bytes = (size_t)3 << 30;
     og.timeout_ms = 8000;
     run_clean(&og, "1 GB print", "print('x' * 10**9)\n", &r);
-    CHECK(r.truncated && r.out.len == V3_CODE_DEFAULT_OUT_CAP && (r.out.total == 1000000001ull || r.timed_out),
+    /* contained either way: printed and cut at the cap, or (a machine short of free memory at that
+     * moment) the interpreter could not build the string at all */
+    CHECK((r.truncated && r.out.len == V3_CODE_DEFAULT_OUT_CAP &&
+           (r.out.total == 1000000001ull || r.timed_out)) ||
+              (r.out.total == 0 && has(&r.err, "MemoryError")),
           "1 GB print: kept %zu of %llu", r.out.len, (unsigned long long)r.out.total);
     v3_code_result_free(&r);
     run_clean(&o, "printing loop", "while True:\n    print('x' * 65536)\n", &r);

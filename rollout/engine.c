@@ -438,10 +438,14 @@ static int fill_logprobs(v3_engine *e, gen_state *g, v3_err *err) {
         int rc = v3_model_logprobs(e->m, e->d_logits, e->lp_row + i0, n, e->lp_tok + i0,
                                    e->lp_temp + i0, val + i0, err);
         if (rc) return rc;
-        for (int64_t i = i0; i < i0 + n; i++)
+        int all_t1 = 1;
+        for (int64_t i = i0; i < i0 + n; i++) {
             g->seqs[g->lp_seq[i]].out->logprob_temp[g->lp_idx[i]] = val[i];
-        if ((rc = v3_model_logprobs(e->m, e->d_logits, e->lp_row + i0, n, e->lp_tok + i0, NULL,
-                                    val + i0, err)))
+            all_t1 &= e->lp_temp[i] == 1.0f;
+        }
+        /* at T = 1 the raw logprob is the same computation: skip the second pass */
+        if (!all_t1 && (rc = v3_model_logprobs(e->m, e->d_logits, e->lp_row + i0, n, e->lp_tok + i0,
+                                               NULL, val + i0, err)))
             return rc;
         for (int64_t i = i0; i < i0 + n; i++)
             g->seqs[g->lp_seq[i]].out->logprob_raw[g->lp_idx[i]] = val[i];
@@ -536,8 +540,8 @@ int v3_engine_generate(v3_engine *e, const v3_gen_request *reqs, int n_reqs, v3_
         if ((rc = run_model(e, N, no, Tk, 0, err))) goto done;
         e->stats.t_model += now_s() - t;
         e->stats.steps++;
-        for (int64_t i = 0; i < g.n_plans; i++) {
-            if (g.plans[i].a + g.plans[i].k - g.plans[i].draft < g.plans[i].s->len || g.plans[i].a == 0)
+        for (int64_t i = 0; i < g.n_plans; i++) { /* decode = feeding generated tokens only */
+            if (g.plans[i].a < g.plans[i].s->prompt_len)
                 e->stats.prefill_tokens += g.plans[i].k;
             else
                 e->stats.decode_tokens += g.plans[i].k;

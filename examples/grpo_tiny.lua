@@ -1,33 +1,37 @@
 -- grpo_tiny.lua — GRPO a tiny model can be seen to learn on 2 CPU cores in a few minutes (the
 -- README demo, scripts/demo.sh; tests/cli/test_grpo.sh runs a smaller version).
 --
--- The task (examples/grpo_tiny_data.sh): "Next after the last: 4 7 1 8" -> "9", the digit after
--- the list's last one (9 -> 0). A short SFT warm-up (examples/sft_tiny.lua on the generated
--- sft.jsonl, whose answers come in two styles, "9" and "Answer: 9") leaves the model unsure of both
--- the format and the digit. GRPO then rewards the exact bare answer:
+-- The task (examples/grpo_tiny_data.sh), as raw text: "Uppercase the last: x q c" -> " C". The
+-- SFT warm-up documents (examples/sft_tiny.lua on the generated sft.jsonl, format text) end the
+-- answer with a period half of the time, so the warmed-up model often answers " C." or goes on;
+-- GRPO then rewards the exact answer:
 --   accuracy  1 when the completion is exactly the answer, else 0
---   format    1 when the completion is one bare digit, else 0 (weight 0.5)
--- and is evaluated on 200 held-out prompts (no digit list of them is in the training data):
--- eval/accuracy and eval/reward in run.db, `v3tune report` charts them with the reward curves.
+--   format    1 when the completion is one capital letter and nothing else (weight 0.5)
+-- evaluated on 200 held-out prompts (none of them in the training data), 4 samples each at the
+-- sampling temperature: eval/accuracy and eval/reward in run.db; `v3tune report` charts them with
+-- the reward curve of each function. What it shows on 2 cores (docs/grpo.md, "The CPU demo"):
+-- the held-out reward rises from ~0.30 to ~0.53 in 40 steps, as the policy learns to stop after
+-- the letter; learning the letter itself takes the tiny model far more steps than this demo has.
 --
 --   v3tune init --preset tiny --dtype f32 --no-mtp --out models/tiny
 --   examples/grpo_tiny_data.sh out/grpo_tiny
 --   v3tune sft examples/sft_tiny.lua --set model.dir=models/tiny --set run.dir=runs/tiny-sft \
---     --set data.train=out/grpo_tiny/sft.jsonl --set data.format=prompt_completion \
---     --set data.fields= --set data.micro_batch_tokens=512 --set train.steps=120
---   v3tune grpo examples/grpo_tiny.lua --set model.dir=runs/tiny-sft/step-120
+--     --set data.train=out/grpo_tiny/sft.jsonl --set data.format=text --set data.fields= \
+--     --set data.eval_fraction=0 --set data.micro_batch_tokens=256 --set data.grad_accum=1 \
+--     --set train.steps=160 --set eval.every=0
+--   v3tune grpo examples/grpo_tiny.lua --set model.dir=runs/tiny-sft/step-160
 --   v3tune samples runs/grpo-tiny --order best --limit 5
 --   v3tune report runs/grpo-tiny
 -- Paths are relative to the directory v3tune runs in.
 return {
-  model = { dir = "runs/tiny-sft/step-120" },
+  model = { dir = "runs/tiny-sft/step-160" },
   run = { dir = "runs/grpo-tiny" },
   device = "cpu",
   data = {
     prompts = { "out/grpo_tiny/train.jsonl" },
     eval = { "out/grpo_tiny/eval.jsonl" },
     chat = false,                 -- raw text, as the SFT warm-up documents
-    seq_len = 24,                 -- prompts are 10 tokens
+    seq_len = 24,                 -- prompts are 10 tokens (BOS included)
   },
   train = { steps = 40, seed = 7, threads = 2, micro_batch_tokens = 4096 },
   rollout = { group_size = 8, prompts_per_step = 16, max_new_tokens = 4, temperature = 1.0 },

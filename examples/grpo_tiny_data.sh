@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # grpo_tiny_data.sh — data of the CPU-sized GRPO task (examples/grpo_tiny.lua): capitalise the last
-# of a few random lower-case letters,
+# of three random lower-case letters,
 #     Uppercase the last: x q c   ->   " C"
 # as raw text (no chat template), so that a tiny model can learn it from the last prompt token in
-# minutes on 2 cores. Writes into OUT_DIR (default out/grpo_tiny):
+# minutes on 2 cores. Half of the SFT warm-up documents end the answer with a period (" C."), so
+# a warmed-up model often adds one; the GRPO reward wants the exact answer. Writes into OUT_DIR
+# (default out/grpo_tiny):
 #   sft.jsonl    {text}             SFT warm-up documents: the prompt and its answer
 #   train.jsonl  {prompt, answer}   GRPO prompts
 #   eval.jsonl   {prompt, answer}   held-out prompts: none of them is in the other two files
@@ -32,7 +34,7 @@ BEGIN {
   while (ne < n_eval) { row(); if (prompt in held) continue; held[prompt] = 1; ne++
     printf "{\"prompt\": \"%s\", \"answer\": \"%s\"}\n", prompt, answer > (out "/eval.jsonl") }
   while (ns < n_sft) { row(); if (prompt in held) continue; ns++
-    printf "{\"text\": \"%s %s\"}\n", prompt, answer > (out "/sft.jsonl") }
+    printf "{\"text\": \"%s %s%s\"}\n", prompt, answer, rnd(2) ? "." : "" > (out "/sft.jsonl") }
   while (nt < n_train) { row(); if (prompt in held) continue; nt++
     printf "{\"prompt\": \"%s\", \"answer\": \"%s\"}\n", prompt, answer > (out "/train.jsonl") }
 }'

@@ -80,6 +80,10 @@ static void stream(const v3_engine *e, v3_gen_seq *s, size_t upto, int done) {
 static int push_text(v3_gen_seq *s, const v3_engine *e, int32_t tok, v3_err *err, int *rc) {
     v3_gen_output *o = s->out;
     size_t before = o->text_len;
+    *rc = V3_OK;
+    /* the model's vocabulary can be larger than the tokenizer's (DeepSeek-V3: 129,280 vs 128,815
+     * ids): such an id has no text, as HF's decode drops it */
+    if (tok >= v3_tok_n_ids(e->o.tok)) return 0;
     *rc = v3_tok_stream_push(&s->ds, tok, &o->text, &o->text_len, &s->tcap, err);
     if (*rc) return 0;
     v3_stop_status st;

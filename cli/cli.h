@@ -38,6 +38,14 @@ int v3_cli_wants_help(int argc, char **argv);
 int v3_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "v3tune NAME: error: message" for a runtime failure; returns V3_EXIT_FAIL. */
 int v3_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct v3_cfg;
+struct v3_cfg_schema;
+/* The arguments of a trainer command, `v3tune CMD CONFIG.lua [--set key=value]... [--resume]
+ * [--quiet]`: parses them and loads the config under schema into *cfg. Returns -1 when *cfg is
+ * loaded, else the exit code to return (the message is printed). */
+int v3_cli_load_run_config(const char *cmd, int argc, char **argv,
+                           const struct v3_cfg_schema *schema, struct v3_cfg *cfg, int *resume,
+                           int *quiet);
 /* Directory holding the DeepSeek-V3 tokenizer files: $V3_TOKENIZER_DIR, else the shared data
  * folder beside the source tree. */
 const char *v3_cli_default_tokenizer_dir(char *buf, size_t n);

@@ -49,30 +49,11 @@ int v3_cmd_grpo(int argc, char **argv) {
         fputs(help, stdout);
         return V3_EXIT_OK;
     }
-    const char *file = NULL;
     int resume = 0, quiet = 0;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    size_t n_sets = 0;
-    if (!sets) return v3_cli_fail(cmd, "out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume")) resume = 1;
-        else if (!strcmp(argv[i], "--quiet")) quiet = 1;
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
-        else if (!strncmp(argv[i], "--set=", 6)) sets[n_sets++] = argv[i] + 6;
-        else if (argv[i][0] == '-' || file) {
-            free(sets);
-            return v3_cli_usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
-        } else file = argv[i];
-    }
-    if (!file) {
-        free(sets);
-        return v3_cli_usage_error(cmd, "a CONFIG.lua is required");
-    }
     v3_cfg cfg;
     v3_err err;
-    int rc = v3_cfg_load_file(&cfg, &v3_cfg_schema_grpo, file, sets, n_sets, NULL, &err);
-    free(sets);
-    if (rc) return rc == V3_EUSAGE ? v3_cli_usage_error(cmd, "%s", err.msg) : v3_cli_fail(cmd, "%s", err.msg);
+    int rc = v3_cli_load_run_config(cmd, argc, argv, &v3_cfg_schema_grpo, &cfg, &resume, &quiet);
+    if (rc >= 0) return rc;
 
     v3_grpo_opts o;
     v3_grpo_opts_default(&o);

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "lua/config.h"
 #include "lua/config_schemas.h"
+#include "trainer/optim_cfg.h"
 #include "trainer/sft.h"
 
 static const char *const help =
@@ -63,24 +64,7 @@ static int map_config(const v3_cfg *c, v3_sft_opts *o, v3_err *err) {
     GETI("train.log_every", o->log_every);
     GETI("eval.every", o->eval_every);
     GETI("eval.batches", o->eval_batches);
-    GETD("optim.lr", o->sched.lr);
-    GETD("optim.eps", o->adamw.eps);
-    GETD("optim.weight_decay", o->adamw.weight_decay);
-    GETD("optim.clip_grad_norm", o->clip);
-    if (!rc) {
-        double b1 = 0.9, b2 = 0.95;
-        size_t n = 0;
-        rc = v3_cfg_get_list_len(c, "optim.betas", &n, err);
-        if (!rc && n != 2) rc = v3_errf(err, V3_EINVAL, "optim.betas: expected {beta1, beta2}");
-        if (!rc) rc = v3_cfg_get_list_number(c, "optim.betas", 0, &b1, err);
-        if (!rc) rc = v3_cfg_get_list_number(c, "optim.betas", 1, &b2, err);
-        o->adamw.beta1 = (float)b1;
-        o->adamw.beta2 = (float)b2;
-    }
-    if (!rc && !(rc = v3_cfg_get_string(c, "sched.kind", &s, err)))
-        rc = v3_schedule_parse_kind(s, &o->sched.kind, err);
-    GETI("sched.warmup_steps", o->sched.warmup);
-    GETD("sched.min_lr", o->sched.min_lr);
+    if (!rc) rc = v3_optim_from_cfg(c, &o->adamw, &o->sched, &o->clip, err);
     GETD("moe.router_bias_gamma", o->router_gamma);
     GETD("moe.balance_alpha", o->balance_alpha);
     GETD("moe.mtp_lambda", o->mtp_lambda);
@@ -103,30 +87,11 @@ int v3_cmd_sft(int argc, char **argv) {
         fputs(help, stdout);
         return V3_EXIT_OK;
     }
-    const char *file = NULL;
     int resume = 0, quiet = 0;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    size_t n_sets = 0;
-    if (!sets) return v3_cli_fail(cmd, "out of memory");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume")) resume = 1;
-        else if (!strcmp(argv[i], "--quiet")) quiet = 1;
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc) sets[n_sets++] = argv[++i];
-        else if (!strncmp(argv[i], "--set=", 6)) sets[n_sets++] = argv[i] + 6;
-        else if (argv[i][0] == '-' || file) {
-            free(sets);
-            return v3_cli_usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
-        } else file = argv[i];
-    }
-    if (!file) {
-        free(sets);
-        return v3_cli_usage_error(cmd, "a CONFIG.lua is required");
-    }
     v3_cfg cfg;
     v3_err err;
-    int rc = v3_cfg_load_file(&cfg, &v3_cfg_schema_sft, file, sets, n_sets, NULL, &err);
-    free(sets);
-    if (rc) return rc == V3_EUSAGE ? v3_cli_usage_error(cmd, "%s", err.msg) : v3_cli_fail(cmd, "%s", err.msg);
+    int rc = v3_cli_load_run_config(cmd, argc, argv, &v3_cfg_schema_sft, &cfg, &resume, &quiet);
+    if (rc >= 0) return rc;
 
     v3_sft_opts o;
     v3_sft_opts_default(&o);

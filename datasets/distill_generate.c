@@ -42,22 +42,6 @@ typedef struct gen_ctx {
     json_t *failures;     /* [{prompt_id, sample, error}] */
 } gen_ctx;
 
-static int collect_key(void *ud, const v3_store_trace_row *r) {
-    gen_ctx *c = ud;
-    return r->key && v3_keyset_add(&c->keys, r->key) < 0 ? V3_ENOMEM : 0;
-}
-
-static int load_keys(gen_ctx *c, const char *db_path, v3_err *err) {
-    v3_store *r = NULL;
-    int rc = v3_store_open(&r, db_path, V3_STORE_READ, err);
-    if (rc) return rc;
-    v3_store_trace_query q = {.light = 1};
-    rc = v3_store_query_traces(r, &q, collect_key, c, err);
-    if (rc == V3_ENOMEM) v3_errf(err, V3_ENOMEM, "%s: out of memory loading trace keys", db_path);
-    v3_store_close(r, NULL);
-    return rc;
-}
-
 /* The (prompt, sample) pairs not stored yet for this teacher, at most max_requests of them. */
 static int list_items(gen_ctx *c, v3_err *err) {
     const v3_distill_generate_opts *o = c->o;
@@ -253,7 +237,7 @@ static int check_opts(const v3_distill_generate_opts *o, v3_err *err) {
 
 static int generate(gen_ctx *c, const char *db_path, v3_err *err) {
     const v3_distill_generate_opts *o = c->o;
-    int rc = load_keys(c, db_path, err);
+    int rc = v3_keyset_load_traces(&c->keys, db_path, err);
     if (rc) return rc;
     if (o->prompts && o->prompts[0]) {
         if ((rc = v3_dgen_prompts_from_file(&c->ps, o, c->log, c->st, err))) return rc;

@@ -32,23 +32,6 @@ typedef struct import_ctx {
     FILE *log;
 } import_ctx;
 
-static int collect_key(void *ud, const v3_store_trace_row *r) {
-    import_ctx *c = ud;
-    return r->key && v3_keyset_add(&c->keys, r->key) < 0 ? V3_ENOMEM : 0;
-}
-
-/* The keys of every trace the store already holds. */
-static int load_keys(import_ctx *c, const char *db_path, v3_err *err) {
-    v3_store *r = NULL;
-    int rc = v3_store_open(&r, db_path, V3_STORE_READ, err);
-    if (rc) return rc;
-    v3_store_trace_query q = {.light = 1};
-    rc = v3_store_query_traces(r, &q, collect_key, c, err);
-    if (rc == V3_ENOMEM) v3_errf(err, V3_ENOMEM, "%s: out of memory loading trace keys", db_path);
-    v3_store_close(r, NULL);
-    return rc;
-}
-
 static int submit(import_ctx *c, v3_err *err) {
     if (!c->b) return V3_OK;
     v3_store_batch *b = c->b;
@@ -224,7 +207,7 @@ int v3_distill_import(const char *db_path, const char *const *files, int n_files
                                                           .config = o->config_json},
                                  NULL, err)))
         goto done;
-    if (!(rc = load_keys(&c, db_path, err))) {
+    if (!(rc = v3_keyset_load_traces(&c.keys, db_path, err))) {
         for (int i = 0; i < n_files && !rc; i++) rc = import_file(&c, files[i], err);
         if (!rc) rc = submit(&c, err);
     }

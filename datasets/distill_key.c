@@ -4,6 +4,7 @@
 
 #include "common/sha256.h"
 #include "datasets/distill_text.h"
+#include "datasets/store.h"
 
 static int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -85,4 +86,19 @@ int v3_keyset_add(v3_keyset *s, uint64_t key) {
     s->slot[j] = key;
     s->n++;
     return 1;
+}
+
+static int collect_key(void *ud, const v3_store_trace_row *r) {
+    return r->key && v3_keyset_add(ud, r->key) < 0 ? V3_ENOMEM : 0;
+}
+
+int v3_keyset_load_traces(v3_keyset *s, const char *db_path, v3_err *err) {
+    v3_store *r = NULL;
+    int rc = v3_store_open(&r, db_path, V3_STORE_READ, err);
+    if (rc) return rc;
+    v3_store_trace_query q = {.light = 1};
+    rc = v3_store_query_traces(r, &q, collect_key, s, err);
+    if (rc == V3_ENOMEM) v3_errf(err, V3_ENOMEM, "%s: out of memory loading trace keys", db_path);
+    v3_store_close(r, NULL);
+    return rc;
 }

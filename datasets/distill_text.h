@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
+
 typedef struct v3_distill_split_out {
     char *reasoning; /* malloc'd, never NULL after a successful split ("" when none) */
     char *answer;    /* malloc'd, never NULL ("" when none) */
@@ -60,6 +62,8 @@ void v3_keyset_init(v3_keyset *s);
 void v3_keyset_free(v3_keyset *s);
 /* 1 when key was added, 0 when it was already there, -1 when out of memory. */
 int v3_keyset_add(v3_keyset *s, uint64_t key);
+/* Adds the key of every trace stored in the run store db_path (import and generate skip them). */
+int v3_keyset_load_traces(v3_keyset *s, const char *db_path, v3_err *err);
 int v3_keyset_has(const v3_keyset *s, uint64_t key);
 
 #endif

@@ -180,6 +180,13 @@ static inline const uint8_t *v3_span_ptr(const v3_store_batch *b, v3_span sp) {
     return sp.len < 0 ? NULL : b->data + sp.off;
 }
 
+/* ---- store_query.c: helpers of every read-side query (store_query.c, store_traces.c) ---- */
+/* V3_OK for an open read-only store (queries never run on the writer's connection). */
+int v3_store__check_reader(const v3_store *s, v3_err *err);
+double v3_store__col_real(sqlite3_stmt *st, int i);      /* NULL -> NAN */
+const char *v3_store__col_text(sqlite3_stmt *st, int i);
+char *v3_store__dup_col(sqlite3_stmt *st, int i);        /* malloc'd copy, NULL for NULL */
+
 /* ---- store_writer.c ---- */
 int v3_store__writer_start(v3_store *s, v3_err *err);
 /* Asks the writer to drain the queue and stop; joins it; finalizes statements. */

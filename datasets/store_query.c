@@ -10,7 +10,7 @@
 
 #include "datasets/store_internal.h"
 
-static int check_store(const v3_store *s, v3_err *err) {
+int v3_store__check_reader(const v3_store *s, v3_err *err) {
     if (!s || s->magic != V3_STORE_MAGIC)
         return v3_errf(err, V3_EINVAL, "run store: not an open store handle");
     if (s->flags & V3_STORE_WRITE)
@@ -19,12 +19,17 @@ static int check_store(const v3_store *s, v3_err *err) {
     return V3_OK;
 }
 
-static double col_real(sqlite3_stmt *st, int i) {
+double v3_store__col_real(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
-static const char *col_text(sqlite3_stmt *st, int i) {
+const char *v3_store__col_text(sqlite3_stmt *st, int i) {
     return (const char *)sqlite3_column_text(st, i);
+}
+
+char *v3_store__dup_col(sqlite3_stmt *st, int i) {
+    const char *t = v3_store__col_text(st, i);
+    return t ? strdup(t) : NULL;
 }
 
 static int prepare(v3_store *s, const char *sql, sqlite3_stmt **st, v3_err *err) {
@@ -49,7 +54,7 @@ int v3_store_list_runs(v3_store *s, int (*cb)(void *ud, const v3_store_run_summa
         [Q_MEANREW] = "SELECT avg(reward) FROM samples WHERE run_id = ?1 AND step = ?2",
     };
     sqlite3_stmt *runs = NULL, *q[Q_COUNT] = {0};
-    int rc = check_store(s, err), in_txn = 0, k;
+    int rc = v3_store__check_reader(s, err), in_txn = 0, k;
     if (rc) return rc;
     if ((rc = begin_read(s, err))) goto done;
     in_txn = 1;
@@ -62,13 +67,13 @@ int v3_store_list_runs(v3_store *s, int (*cb)(void *ud, const v3_store_run_summa
         v3_store_run_summary r = {0};
         r.id = sqlite3_column_int64(runs, 0);
         r.resumed_from = sqlite3_column_int64(runs, 1);
-        r.command = col_text(runs, 2);
-        r.status = col_text(runs, 3);
-        r.git_rev = col_text(runs, 4);
-        r.message = col_text(runs, 5);
-        r.started_at = col_real(runs, 6);
-        r.ended_at = col_real(runs, 7);
-        r.heartbeat_at = col_real(runs, 8);
+        r.command = v3_store__col_text(runs, 2);
+        r.status = v3_store__col_text(runs, 3);
+        r.git_rev = v3_store__col_text(runs, 4);
+        r.message = v3_store__col_text(runs, 5);
+        r.started_at = v3_store__col_real(runs, 6);
+        r.ended_at = v3_store__col_real(runs, 7);
+        r.heartbeat_at = v3_store__col_real(runs, 8);
         r.n_samples = sqlite3_column_int64(runs, 9);
         r.stale = r.status && !strcmp(r.status, "running") && !s->writer_alive;
         r.last_loss = NAN;
@@ -92,7 +97,7 @@ int v3_store_list_runs(v3_store *s, int (*cb)(void *ud, const v3_store_run_summa
             r.last_sample_step = sqlite3_column_int64(q[Q_LASTSTEP], 0);
             sqlite3_bind_int64(q[Q_MEANREW], 2, r.last_sample_step);
             if ((ok = v3_store__step(q[Q_MEANREW]) == SQLITE_ROW))
-                r.last_step_mean_reward = col_real(q[Q_MEANREW], 0);
+                r.last_step_mean_reward = v3_store__col_real(q[Q_MEANREW], 0);
         }
         if (!ok) {
             rc = v3_store__sqlerr(err, s->db, s->path, "summarising runs");
@@ -124,11 +129,6 @@ typedef struct reward_buf {
     int n, cap;
 } reward_buf;
 
-static char *dup_col(sqlite3_stmt *st, int i) {
-    const char *t = col_text(st, i);
-    return t ? strdup(t) : NULL;
-}
-
 static void reward_buf_clear(reward_buf *rb) {
     for (int i = 0; i < rb->n; i++) {
         free((char *)rb->rows[i].name);
@@ -153,13 +153,13 @@ static int load_rewards(v3_store *s, sqlite3_stmt *st, int64_t sample_id, reward
             rb->cap = cap;
         }
         v3_store_reward_row *r = &rb->rows[rb->n++];
-        r->name = dup_col(st, 0);
-        r->score = col_real(st, 1);
-        r->weight = col_real(st, 2);
-        r->error = dup_col(st, 3);
-        r->extra_json = dup_col(st, 4);
-        r->script_hash = dup_col(st, 5);
-        r->elapsed_ms = col_real(st, 6);
+        r->name = v3_store__dup_col(st, 0);
+        r->score = v3_store__col_real(st, 1);
+        r->weight = v3_store__col_real(st, 2);
+        r->error = v3_store__dup_col(st, 3);
+        r->extra_json = v3_store__dup_col(st, 4);
+        r->script_hash = v3_store__dup_col(st, 5);
+        r->elapsed_ms = v3_store__col_real(st, 6);
     }
     if (k != SQLITE_DONE) return v3_store__sqlerr(err, s->db, s->path, "reading rewards");
     return V3_OK;
@@ -178,7 +178,7 @@ int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
     sqlite3_stmt *st = NULL, *rw = NULL;
     reward_buf rb = {0};
     char *sql = NULL;
-    int rc = check_store(s, err), in_txn = 0, k;
+    int rc = v3_store__check_reader(s, err), in_txn = 0, k;
     if (rc) return rc;
     size_t cap = 2048 + (q->where ? strlen(q->where) : 0);
     if (!(sql = malloc(cap))) return v3_errf(err, V3_ENOMEM, "%s: out of memory", s->path);
@@ -238,21 +238,21 @@ int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
         r.prompt_id = sqlite3_column_int64(st, 3);
         r.group_id = sqlite3_column_int64(st, 4);
         r.group_index = sqlite3_column_int(st, 5);
-        r.reward = col_real(st, 6);
-        r.advantage = col_real(st, 7);
-        r.finish_reason = col_text(st, 8);
+        r.reward = v3_store__col_real(st, 6);
+        r.advantage = v3_store__col_real(st, 7);
+        r.finish_reason = v3_store__col_text(st, 8);
         r.prompt_tokens = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 9);
         r.completion_tokens = sqlite3_column_int(st, 10);
         r.policy_version = sqlite3_column_int64(st, 11);
         r.seed = (uint64_t)sqlite3_column_int64(st, 12);
-        r.completion = col_text(st, 13);
+        r.completion = v3_store__col_text(st, 13);
         r.n_ids = blob_elems(st, 14, &r.token_ids);
         r.n_logprobs = blob_elems(st, 15, &r.logprobs);
         r.n_trainer_logprobs = blob_elems(st, 16, &r.trainer_logprobs);
         r.n_ref_logprobs = blob_elems(st, 17, &r.ref_logprobs);
-        r.prompt_text = col_text(st, 18);
-        r.prompt_messages = col_text(st, 19);
-        r.prompt_fields = col_text(st, 20);
+        r.prompt_text = v3_store__col_text(st, 18);
+        r.prompt_messages = v3_store__col_text(st, 19);
+        r.prompt_fields = v3_store__col_text(st, 20);
         if ((rc = load_rewards(s, rw, r.id, &rb, err))) goto done;
         r.n_rewards = rb.n;
         r.rewards = rb.rows;

@@ -8,28 +8,6 @@
 
 #include "datasets/store_internal.h"
 
-static int check_reader(const v3_store *s, v3_err *err) {
-    if (!s || s->magic != V3_STORE_MAGIC)
-        return v3_errf(err, V3_EINVAL, "run store: not an open store handle");
-    if (s->flags & V3_STORE_WRITE)
-        return v3_errf(err, V3_EINVAL, "%s: queries run on a read-only store (its connection "
-                       "belongs to the writer thread)", s->path);
-    return V3_OK;
-}
-
-static double col_real(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
-}
-
-static const char *col_text(sqlite3_stmt *st, int i) {
-    return (const char *)sqlite3_column_text(st, i);
-}
-
-static char *dup_col(sqlite3_stmt *st, int i) {
-    const char *t = col_text(st, i);
-    return t ? strdup(t) : NULL;
-}
-
 /* Verdict rows of one trace, copied (the statement's buffers change on the next step). */
 typedef struct verdict_buf {
     v3_store_verdict_row *rows;
@@ -63,15 +41,15 @@ static int load_verdicts(v3_store *s, sqlite3_stmt *st, int64_t trace_id, verdic
         }
         v3_store_verdict_row *r = &vb->rows[vb->n++];
         memset(r, 0, sizeof *r);
-        r->verifier = dup_col(st, 0);
+        r->verifier = v3_store__dup_col(st, 0);
         r->passed = sqlite3_column_int(st, 1);
-        r->score = col_real(st, 2);
-        r->detail = dup_col(st, 3);
-        r->weight = col_real(st, 4);
-        r->error = dup_col(st, 5);
-        r->extra_json = dup_col(st, 6);
-        r->script_hash = dup_col(st, 7);
-        r->elapsed_ms = col_real(st, 8);
+        r->score = v3_store__col_real(st, 2);
+        r->detail = v3_store__dup_col(st, 3);
+        r->weight = v3_store__col_real(st, 4);
+        r->error = v3_store__dup_col(st, 5);
+        r->extra_json = v3_store__dup_col(st, 6);
+        r->script_hash = v3_store__dup_col(st, 7);
+        r->elapsed_ms = v3_store__col_real(st, 8);
         if (!r->verifier) return v3_errf(err, V3_ENOMEM, "%s: out of memory reading verdicts", s->path);
     }
     if (k != SQLITE_DONE) return v3_store__sqlerr(err, s->db, s->path, "reading verdicts");
@@ -83,7 +61,7 @@ int v3_store_query_traces(v3_store *s, const v3_store_trace_query *q,
     sqlite3_stmt *st = NULL, *vq = NULL;
     verdict_buf vb = {0};
     char sql[1024];
-    int rc = check_reader(s, err), in_txn = 0, k;
+    int rc = v3_store__check_reader(s, err), in_txn = 0, k;
     if (rc) return rc;
     /* light: the texts are not read at all (length() of a TEXT column still reads it, but nothing
      * is copied out); the prompt join is skipped too. */
@@ -127,14 +105,14 @@ int v3_store_query_traces(v3_store *s, const v3_store_trace_query *q,
         r.accepted = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
         r.reasoning_bytes = sqlite3_column_int64(st, 6);
         r.answer_bytes = sqlite3_column_int64(st, 7);
-        r.reasoning = col_text(st, 8);
-        r.answer = col_text(st, 9);
-        r.source_model = col_text(st, 10);
-        r.provenance_json = col_text(st, 11);
-        r.filters_json = col_text(st, 12);
-        r.prompt_text = col_text(st, 13);
-        r.prompt_messages = col_text(st, 14);
-        r.prompt_fields = col_text(st, 15);
+        r.reasoning = v3_store__col_text(st, 8);
+        r.answer = v3_store__col_text(st, 9);
+        r.source_model = v3_store__col_text(st, 10);
+        r.provenance_json = v3_store__col_text(st, 11);
+        r.filters_json = v3_store__col_text(st, 12);
+        r.prompt_text = v3_store__col_text(st, 13);
+        r.prompt_messages = v3_store__col_text(st, 14);
+        r.prompt_fields = v3_store__col_text(st, 15);
         if (vq) {
             if ((rc = load_verdicts(s, vq, r.id, &vb, err))) goto done;
             r.n_verdicts = vb.n;
@@ -154,7 +132,7 @@ done:
 
 int v3_store_latest_selection(v3_store *s, int64_t *id, v3_err *err) {
     sqlite3_stmt *st = NULL;
-    int rc = check_reader(s, err);
+    int rc = v3_store__check_reader(s, err);
     if (rc) return rc;
     *id = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM selections", -1, &st, NULL) !=

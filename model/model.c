@@ -466,6 +466,22 @@ void v3_layer_backward(v3_model *m, int layer, const float *h, float *out, float
 }
 
 /* ---- batch checks and device inputs ---- */
+static int take_token_weight(v3_model *m, const float *w, v3_err *err) {
+    for (int64_t t = 0; t < m->N; t++)
+        if (!isfinite(w[t]))
+            return v3_errf(err, V3_ERANGE, "batch: token_weight[%lld] is not finite", (long long)t);
+    memcpy(m->host_tok_weight, w, (size_t)m->N * sizeof(float));
+    m->use_tok_weight = 1;
+    return V3_OK;
+}
+
+int v3_model_set_token_weight(v3_model *m, const float *w, int64_t N, v3_err *err) {
+    if (!m->have_forward || N != m->N)
+        return v3_errf(err, V3_EINVAL, "model: token weights for %lld tokens, the last forward had %lld",
+                       (long long)N, m->have_forward ? (long long)m->N : 0LL);
+    return take_token_weight(m, w, err);
+}
+
 static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     const v3_config *c = &m->cfg;
     int64_t N = b->N;
@@ -502,12 +518,10 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     if (!(b->temperature >= 0.0f) || !isfinite(b->temperature))
         return v3_errf(err, V3_ERANGE, "batch: temperature %g", (double)b->temperature);
     m->inv_temp = b->temperature > 0.0f && b->temperature != 1.0f ? 1.0f / b->temperature : 1.0f;
-    m->use_tok_weight = b->token_weight != NULL;
+    m->use_tok_weight = 0;
     if (b->token_weight) {
-        for (int64_t t = 0; t < N; t++)
-            if (!isfinite(b->token_weight[t]))
-                return v3_errf(err, V3_ERANGE, "batch: token_weight[%lld] is not finite", (long long)t);
-        memcpy(m->host_tok_weight, b->token_weight, (size_t)N * sizeof(float));
+        int rc = take_token_weight(m, b->token_weight, err);
+        if (rc) return rc;
     }
 
     v3_kctx *ctx = m->ctx;

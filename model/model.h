@@ -212,6 +212,9 @@ void v3_model_sync_mtp_copies(v3_model *m);
 /* Runs the forward pass; *loss (may be NULL) = mean CE over non-ignored targets
  * + mtp_lambda · MTP loss + balance loss. Components stay in m->loss_*. */
 int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err);
+/* Sets the token weights of the last forward (as v3_batch.token_weight would have), for losses
+ * that need the forward's logprobs to compute them (GRPO). N must be the forward's token count. */
+int v3_model_set_token_weight(v3_model *m, const float *w, int64_t N, v3_err *err);
 /* Backward of the last forward's loss; parameter gradients accumulate into m->grads. */
 int v3_model_backward(v3_model *m, v3_err *err);
 void v3_model_zero_grad(v3_model *m);

@@ -124,6 +124,12 @@ static void fsync_dir(const char *path) {
 
 int v3_ckpt_write(const char *run_dir, v3_model *m, v3_optim *o, const v3_train_state *st,
                   v3_dtype dtype, const char *tok_dir, int64_t *bytes, v3_err *err) {
+    return v3_ckpt_write_ext(run_dir, m, o, st, dtype, tok_dir, NULL, NULL, bytes, err);
+}
+
+int v3_ckpt_write_ext(const char *run_dir, v3_model *m, v3_optim *o, const v3_train_state *st,
+                      v3_dtype dtype, const char *tok_dir, v3_ckpt_extra_fn extra, void *user,
+                      int64_t *bytes, v3_err *err) {
     char fin[4096], tmp[4200], path[4400];
     snprintf(fin, sizeof fin, "%s/step-%lld", run_dir, (long long)st->step);
     snprintf(tmp, sizeof tmp, "%s.tmp", fin);
@@ -153,6 +159,7 @@ int v3_ckpt_write(const char *run_dir, v3_model *m, v3_optim *o, const v3_train_
     }
     snprintf(path, sizeof path, "%s/optim.bin", tmp);
     if ((rc = v3_optim_save(o, path, err))) return rc;
+    if (extra && (rc = extra(user, tmp, err))) return rc;
     snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
     if ((rc = v3_train_state_save(st, path, err))) return rc;
     fsync_dir(tmp);

@@ -38,6 +38,12 @@ int v3_train_state_load(v3_train_state *s, const char *path, v3_err *err);
  * tokenizer_config.json are copied from (may be NULL). *bytes = size of the weights written. */
 int v3_ckpt_write(const char *run_dir, v3_model *m, v3_optim *o, const v3_train_state *st,
                   v3_dtype dtype, const char *tok_dir, int64_t *bytes, v3_err *err);
+/* The same, with a trainer's own files: extra (may be NULL) writes them into the not yet renamed
+ * checkpoint directory tmp_dir, before trainer_state.json marks it complete. */
+typedef int (*v3_ckpt_extra_fn)(void *user, const char *tmp_dir, v3_err *err);
+int v3_ckpt_write_ext(const char *run_dir, v3_model *m, v3_optim *o, const v3_train_state *st,
+                      v3_dtype dtype, const char *tok_dir, v3_ckpt_extra_fn extra, void *user,
+                      int64_t *bytes, v3_err *err);
 /* The complete checkpoint with the highest step: *step and path (run_dir/step-N).
  * V3_ENOTFOUND when there is none. */
 int v3_ckpt_latest(const char *run_dir, int64_t *step, char *path, size_t n, v3_err *err);

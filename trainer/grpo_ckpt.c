@@ -7,20 +7,15 @@
  * the prompt set whose cursor the state carries. A resume that would train against another
  * reference or walk another prompt set is refused with the key to fix.
  *
- * Written with trainer/ckpt.h's protocol: everything into step-N.tmp/, trainer_state.json last,
- * then one rename, so a crash never leaves a checkpoint that looks complete (v3_ckpt_latest and
- * v3_ckpt_prune apply unchanged). */
-#include <errno.h>
+ * Written by trainer/ckpt.h's v3_ckpt_write_ext (grpo_state.json as its extra file): everything
+ * into step-N.tmp/, trainer_state.json last, then one rename, so a crash never leaves a checkpoint
+ * that looks complete. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common/fs.h"
 #include "common/sha256.h"
-#include "model/checkpoint.h"
-#include "model/config.h"
 #include "trainer/grpo_internal.h"
 
 int grpo_model_sha(v3_model *m, char hex[65], v3_err *err) {
@@ -61,52 +56,23 @@ static int state_save(grpo *g, const char *path, v3_err *err) {
     return rc ? v3_errf(err, V3_EIO, "%s: cannot write", path) : V3_OK;
 }
 
-static void fsync_path(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (f) {
-        fsync(fileno(f));
-        fclose(f);
-    }
+static int write_state(void *user, const char *tmp_dir, v3_err *err) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/grpo_state.json", tmp_dir);
+    return state_save(user, path, err);
 }
 
 int grpo_ckpt_write(grpo *g, v3_err *err) {
     const v3_grpo_opts *o = g->o;
     int rc = v3_store_flush(g->store, 1, err);
     if (rc) return rc;
-    char fin[4200], tmp[4300], path[4500];
-    snprintf(fin, sizeof fin, "%s/step-%lld", o->run_dir, (long long)g->st.step);
-    snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-    if ((rc = v3_rmtree(tmp, err)) || (rc = v3_mkdirs(tmp, err))) return rc;
-    size_t n = (size_t)g->m.table.total;
-    float *host = malloc(n * sizeof *host);
-    if (!host) return v3_errf(err, V3_ENOMEM, "checkpoint: out of memory");
-    g->ctx.be->to_host(&g->ctx, host, g->m.params, n * sizeof *host);
-    rc = v3_checkpoint_save(tmp, &g->m.table, host, o->ckpt_dtype, 0, err);
-    free(host);
-    snprintf(path, sizeof path, "%s/config.json", tmp);
-    if (!rc) rc = v3_config_save(&g->m.cfg, path, err);
-    static const char *const tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
-    for (int i = 0; i < 2 && !rc && g->tok_dir[0]; i++) {
-        char src[4400];
-        snprintf(src, sizeof src, "%s/%s", g->tok_dir, tok_files[i]);
-        snprintf(path, sizeof path, "%s/%s", tmp, tok_files[i]);
-        if (v3_file_exists(src)) rc = v3_copy_file(src, path, err);
-    }
-    snprintf(path, sizeof path, "%s/optim.bin", tmp);
-    if (!rc) rc = v3_optim_save(&g->opt, path, err);
-    snprintf(path, sizeof path, "%s/grpo_state.json", tmp);
-    if (!rc) rc = state_save(g, path, err);
-    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-    if (!rc) rc = v3_train_state_save(&g->st, path, err);
+    int64_t bytes = 0;
+    rc = v3_ckpt_write_ext(o->run_dir, &g->m, &g->opt, &g->st, o->ckpt_dtype,
+                           g->tok_dir[0] ? g->tok_dir : NULL, write_state, g, &bytes, err);
     if (rc) return rc;
-    fsync_path(tmp);
-    if ((rc = v3_rmtree(fin, err))) return rc;
-    if (rename(tmp, fin)) return v3_errf(err, V3_EIO, "rename %s -> %s: %s", tmp, fin, strerror(errno));
-    fsync_path(o->run_dir);
     char rel[64];
     snprintf(rel, sizeof rel, "step-%lld", (long long)g->st.step);
-    snprintf(path, sizeof path, "%s/model.safetensors", fin);
-    v3_store_checkpoint c = {.step = g->st.step, .path = rel, .bytes = v3_file_size(path)};
+    v3_store_checkpoint c = {.step = g->st.step, .path = rel, .bytes = bytes};
     if ((rc = v3_store_register_checkpoint(g->store, &c, err))) return rc;
     return v3_ckpt_prune(o->run_dir, o->ckpt_keep, err);
 }

@@ -8,6 +8,7 @@
 #include "lua/config.h"
 #include "rewards/host.h"
 #include "trainer/grpo.h"
+#include "trainer/optim_cfg.h"
 
 void v3_grpo_opts_default(v3_grpo_opts *o) {
     memset(o, 0, sizeof *o);
@@ -214,23 +215,7 @@ int v3_grpo_opts_from_cfg(const v3_cfg *c, v3_grpo_opts *o, v3_grpo_cfg_hold *h,
     GETI("eval.prompts", o->eval_prompts);
     GETI("eval.samples", o->eval_samples);
     GETD("eval.temperature", o->eval_temperature);
-    GETD("optim.lr", o->sched.lr);
-    GETD("optim.eps", o->adamw.eps);
-    GETD("optim.weight_decay", o->adamw.weight_decay);
-    GETD("optim.clip_grad_norm", o->clip);
-    if (!rc) {
-        double b1 = 0.9, b2 = 0.95;
-        size_t n = 0;
-        rc = v3_cfg_get_list_len(c, "optim.betas", &n, err);
-        if (!rc && n != 2) rc = v3_errf(err, V3_EINVAL, "optim.betas: expected {beta1, beta2}");
-        if (!rc) rc = v3_cfg_get_list_number(c, "optim.betas", 0, &b1, err);
-        if (!rc) rc = v3_cfg_get_list_number(c, "optim.betas", 1, &b2, err);
-        o->adamw.beta1 = (float)b1;
-        o->adamw.beta2 = (float)b2;
-    }
-    if (!rc && !(rc = v3_cfg_get_string(c, "sched.kind", &s, err))) rc = v3_schedule_parse_kind(s, &o->sched.kind, err);
-    GETI("sched.warmup_steps", o->sched.warmup);
-    GETD("sched.min_lr", o->sched.min_lr);
+    if (!rc) rc = v3_optim_from_cfg(c, &o->adamw, &o->sched, &o->clip, err);
     GETD("moe.router_bias_gamma", o->router_gamma);
     GETD("moe.balance_alpha", o->balance_alpha);
     if (!rc && !(rc = v3_cfg_get_number(c, "moe.mtp_lambda", &d, err)) && d != 0)

@@ -71,19 +71,6 @@ static int forward(v3_model *m, grpo *g, int64_t N, v3_err *err) {
     return v3_model_forward(m, &bt, NULL, err);
 }
 
-/* The token weights of the last forward, set after it: the loss needs the forward's logp first.
- * Backward reads them from the model (what v3_batch.token_weight would have copied at forward). */
-static int set_token_weights(v3_model *m, const float *w, int64_t N, v3_err *err) {
-    if (N != m->N || !m->have_forward)
-        return v3_errf(err, V3_EINVAL, "grpo: token weights for %lld tokens, last forward had %lld",
-                       (long long)N, (long long)m->N);
-    for (int64_t t = 0; t < N; t++)
-        if (!isfinite(w[t])) return v3_errf(err, V3_ERANGE, "grpo: token weight %lld is not finite", (long long)t);
-    memcpy(m->host_tok_weight, w, (size_t)N * sizeof(float));
-    m->use_tok_weight = 1;
-    return V3_OK;
-}
-
 /* −token_loss at the completion rows of packed sample i (offset start) into dst[0..n) */
 static void take_logp(const grpo *g, const grpo_batch *b, int64_t si, int64_t start, float *dst) {
     const grpo_sample *s = &b->s[si];
@@ -244,7 +231,7 @@ static int minibatch(grpo *g, grpo_batch *b, const int64_t *idx, int64_t n, cons
             int64_t row = x.start[i] + g->train.p[s->prompt].n - 1;
             for (int64_t j = 0; j < s->o->n; j++) x.w[row + j] = -x.dlogp[i * x.T + j];
         }
-        if ((rc = set_token_weights(m, x.w, N, err))) break;
+        if ((rc = v3_model_set_token_weight(m, x.w, N, err))) break;
         if ((rc = v3_model_backward(m, err))) break;
         add_load(g);
         us->tokens += N;

@@ -29,8 +29,13 @@
 #define JS_MAX_IDS 4096
 #define JS_MAX_CONNS 512
 
-typedef struct judge_server {
+typedef struct judge_server judge_server;
+/* Writes the response to one request on fd; nonzero closes the connection. */
+typedef int (*js_answer_fn)(judge_server *s, int fd, const char *hdr, const char *body);
+
+struct judge_server {
     int fd, port;
+    js_answer_fn answer;         /* the judge's answers (js_start) or a test's own */
     pthread_t accept_thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -44,10 +49,12 @@ typedef struct judge_server {
     int active, max_active;      /* requests being answered now / at most */
     long requests, bad_auth, with_model;
     int hits[JS_MAX_IDS];
-} judge_server;
+};
 
 /* Binds 127.0.0.1 on an ephemeral port and starts accepting. 0 on success. */
 int js_start(judge_server *s, const char *expect_key, int slow_ms);
+/* The same with another answer function (s may be the first member of a larger struct). */
+int js_start_with(judge_server *s, const char *expect_key, int slow_ms, js_answer_fn answer);
 /* Stops accepting, shuts every connection down, waits for the handlers. */
 void js_stop(judge_server *s);
 /* Resets the counters (not the connections). */

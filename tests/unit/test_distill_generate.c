@@ -130,95 +130,14 @@ static int teacher_answer(teacher_srv *t, int fd, const char *hdr, const char *b
     return rc;
 }
 
-static void *teacher_conn_main(void *arg) {
-    js_conn *c = arg;
-    judge_server *s = c->s;
-    size_t cap = 1 << 16, hcap = 1 << 14, have = 0;
-    char *buf = malloc(cap), *hdr = malloc(hcap);
-    while (buf && hdr) {
-        char *body = NULL;
-        if (js_read_request(c->fd, buf, cap, &have, hdr, hcap, &body) != 0) break;
-        int rc = teacher_answer((teacher_srv *)s, c->fd, hdr, body);
-        free(body);
-        if (rc != 0) break;
-    }
-    free(buf);
-    free(hdr);
-    pthread_mutex_lock(&s->mu);
-    s->conn_fds[c->slot] = -1;
-    s->conns--;
-    close(c->fd);
-    s->handlers--;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    free(c);
-    return NULL;
+static int teacher_answer_js(judge_server *s, int fd, const char *hdr, const char *body) {
+    return teacher_answer((teacher_srv *)s, fd, hdr, body); /* js is teacher_srv's first member */
 }
 
-static void *teacher_accept_main(void *arg) {
-    judge_server *s = arg;
-    for (;;) {
-        int fd = accept(s->fd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            break;
-        }
-        js_conn *c = malloc(sizeof *c);
-        pthread_mutex_lock(&s->mu);
-        int slot = -1;
-        for (int i = 0; i < JS_MAX_CONNS && slot < 0; i++)
-            if (s->conn_fds[i] < 0) slot = i;
-        if (!c || slot < 0 || s->stop) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            free(c);
-            continue;
-        }
-        s->conn_fds[slot] = fd;
-        s->conns++;
-        s->handlers++;
-        pthread_mutex_unlock(&s->mu);
-        *c = (js_conn){s, fd, slot};
-        pthread_t th;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &at, teacher_conn_main, c) != 0) {
-            pthread_mutex_lock(&s->mu);
-            s->conn_fds[slot] = -1;
-            s->conns--;
-            s->handlers--;
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            free(c);
-        }
-        pthread_attr_destroy(&at);
-    }
-    return NULL;
-}
-
-/* As js_start, with the teacher's answers. Stopped with js_stop(&t->js). */
+/* js_start with the teacher's answers. Stopped with js_stop(&t->js). */
 static int teacher_start(teacher_srv *t, const char *expect_key) {
     memset(t, 0, sizeof *t);
-    judge_server *s = &t->js;
-    for (int i = 0; i < JS_MAX_CONNS; i++) s->conn_fds[i] = -1;
-    snprintf(s->expect_key, sizeof s->expect_key, "%s", expect_key ? expect_key : "");
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) return -1;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    if (bind(s->fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->fd, 256) != 0 ||
-        getsockname(s->fd, (struct sockaddr *)&a, &al) != 0 ||
-        pthread_create(&s->accept_thread, NULL, teacher_accept_main, s) != 0) {
-        close(s->fd);
-        return -1;
-    }
-    s->port = ntohs(a.sin_port);
-    return 0;
+    return js_start_with(&t->js, expect_key, 0, teacher_answer_js);
 }
 
 static void teacher_reset(teacher_srv *t) {

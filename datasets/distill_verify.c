@@ -170,21 +170,10 @@ int v3_distill_verify(const char *db_path, const v3_distill_verify_opts *o,
     }
     page_clear(p);
     v3_store_close(r, NULL);
-    v3_err e2 = {0};
-    char msg[1100];
-    snprintf(msg, sizeof msg, "%s", rc && err ? err->msg : "");
-    int erc = v3_store_run_end(w, rc ? "failed" : "completed", rc ? msg : NULL, &e2);
-    if (!rc && erc) {
-        rc = erc;
-        if (err) *err = e2;
-    }
-out:;
-    v3_err ce = {0};
-    int crc = v3_store_close(w, &ce);
-    if (!rc && crc) {
-        rc = crc;
-        if (err) *err = ce;
-    }
+    rc = v3_store_finish(w, 1, rc, err);
+    w = NULL;
+out:
+    if (w) rc = v3_store_finish(w, 0, rc, err);
     v3_reward_host_free(h);
     free(p);
     return rc;

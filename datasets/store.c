@@ -422,3 +422,23 @@ int v3_store_register_checkpoint(v3_store *s, const v3_store_checkpoint *c, v3_e
     if ((rc = v3_store_submit(s, b, &seq, err))) return rc;
     return v3_store__wait(s, seq, err);
 }
+
+int v3_store_finish(v3_store *s, int run_begun, int rc, v3_err *err) {
+    if (run_begun) {
+        v3_err e2 = {0};
+        char msg[1100];
+        snprintf(msg, sizeof msg, "%s", rc && err ? err->msg : "");
+        int erc = v3_store_run_end(s, rc ? "failed" : "completed", rc ? msg : NULL, &e2);
+        if (!rc && erc) {
+            rc = erc;
+            if (err) *err = e2;
+        }
+    }
+    v3_err ce = {0};
+    int crc = v3_store_close(s, &ce);
+    if (!rc && crc) {
+        rc = crc;
+        if (err) *err = ce;
+    }
+    return rc;
+}

@@ -70,6 +70,10 @@ typedef struct v3_store_run_info {
 int v3_store_run_begin(v3_store *s, const v3_store_run_info *info, int64_t *run_id, v3_err *err);
 /* status: "completed", "failed" or "interrupted"; message may be NULL. Waits for the commit. */
 int v3_store_run_end(v3_store *s, const char *status, const char *message, v3_err *err);
+/* The end of a command's work on a writing store: when run_begun, ends the run ("failed" with
+ * err's message when rc != 0, else "completed"), then closes the store. Returns rc, or the first
+ * error of ending/closing when rc was V3_OK (then copied into *err; err may be NULL). */
+int v3_store_finish(v3_store *s, int run_begun, int rc, v3_err *err);
 
 /* ---- records ---- */
 

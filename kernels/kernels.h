@@ -120,6 +120,8 @@ typedef struct v3_balance_params {
 
 struct v3_backend {
     const char *name; /* "cpu", "cuda" */
+    int host_visible; /* 1 when the backend's memory is the host's (CPU): a caller that only reads
+                       * a buffer on the host may skip the to_host copy */
 
     /* ---- lifetime: set up / tear down ctx->impl (may be NULL) ---- */
     int (*init)(v3_kctx *ctx, v3_err *err);

@@ -168,9 +168,12 @@ static void carve(v3_model *m, v3_arena *ar) {
     m->d_kv_lo = TAKE_I(N);
     m->d_kv_hi = TAKE_I(N);
     m->inv_freq = TAKE_F(dr / 2);
+    m->rows.d_row = TAKE_I(N);
+    m->rows.d_target = TAKE_I(N);
     if (mtp) {
         m->d_mtp_tokens = TAKE_I(N);
-        m->d_mtp_targets = TAKE_I(N);
+        m->mtp_rows.d_row = TAKE_I(N);
+        m->mtp_rows.d_target = TAKE_I(N);
     }
 
     v3_arena_group(ar, "residual stream (layer inputs)");
@@ -196,6 +199,7 @@ static void carve(v3_model *m, v3_arena *ar) {
     v3_arena_group(ar, "logits chunk");
     m->logits_chunk = TAKE_F(m->loss_chunk * V);
     m->tok_loss_scratch = TAKE_F(m->loss_chunk);
+    m->x_rows = TAKE_F(m->loss_chunk * C);
     if (!m->opt.absorb) {
         v3_arena_group(ar, "attention keys (scratch)");
         m->Kbuf = TAKE_F(N * H * dqk);
@@ -301,9 +305,12 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
     m->seq_off = calloc((size_t)max_tokens + 1, sizeof *m->seq_off);
     m->host_tok_loss = calloc((size_t)max_tokens, sizeof(float));
     m->host_tok_weight = calloc((size_t)max_tokens, sizeof(float));
+    m->rows.row = calloc((size_t)max_tokens, sizeof(int32_t));
+    m->mtp_rows.row = calloc((size_t)max_tokens, sizeof(int32_t));
     m->descs = calloc((size_t)(cfg->n_routed_experts > 0 ? cfg->n_routed_experts : 1), sizeof *m->descs);
     if (!m->recompute || !m->lw || !m->lg || !m->acts || !m->load_last || !m->load_accum ||
-        !m->seq_off || !m->host_tok_loss || !m->host_tok_weight || !m->descs) {
+        !m->seq_off || !m->host_tok_loss || !m->host_tok_weight || !m->rows.row ||
+        !m->mtp_rows.row || !m->descs) {
         rc = v3_errf(err, V3_ENOMEM, "model: out of memory");
         goto fail;
     }
@@ -417,6 +424,8 @@ void v3_model_free(v3_model *m) {
     free(m->seq_off);
     free(m->host_tok_loss);
     free(m->host_tok_weight);
+    free(m->rows.row);
+    free(m->mtp_rows.row);
     free(m->descs);
     v3_arena_free(&m->arena);
     ctx->be->free(ctx, m->params);
@@ -482,6 +491,19 @@ int v3_model_set_token_weight(v3_model *m, const float *w, int64_t N, v3_err *er
     return take_token_weight(m, w, err);
 }
 
+/* A head's loss rows (model.h) from its targets (host [N]); tmp: host [N] scratch. */
+static void set_loss_rows(v3_model *m, v3_loss_rows *r, const int32_t *targets, int32_t *tmp) {
+    int64_t N = m->N, k = 0;
+    for (int64_t t = 0; t < N; t++)
+        if (targets[t] >= 0) r->row[k++] = (int32_t)t;
+    r->n_valid = k;
+    for (int64_t t = 0; t < N; t++)
+        if (targets[t] < 0) r->row[k++] = (int32_t)t;
+    for (int64_t i = 0; i < N; i++) tmp[i] = targets[r->row[i]];
+    m->ctx->be->to_device(m->ctx, r->d_row, r->row, (size_t)N * sizeof(int32_t));
+    m->ctx->be->to_device(m->ctx, r->d_target, tmp, (size_t)N * sizeof(int32_t));
+}
+
 static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     const v3_config *c = &m->cfg;
     int64_t N = b->N;
@@ -525,7 +547,7 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     }
 
     v3_kctx *ctx = m->ctx;
-    int32_t *hi = malloc((size_t)N * sizeof(int32_t) * 3);
+    int32_t *hi = malloc((size_t)N * sizeof(int32_t) * 4);
     if (!hi) return v3_errf(err, V3_ENOMEM, "batch: out of memory");
     for (int64_t t = 0; t < N; t++) hi[t] = (int32_t)(t + 1);
     ctx->be->to_device(ctx, m->d_tokens, b->tokens, (size_t)N * sizeof(int32_t));
@@ -533,6 +555,7 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
     ctx->be->to_device(ctx, m->d_pos, b->positions, (size_t)N * sizeof(int32_t));
     ctx->be->to_device(ctx, m->d_kv_lo, b->doc_start, (size_t)N * sizeof(int32_t));
     ctx->be->to_device(ctx, m->d_kv_hi, hi, (size_t)N * sizeof(int32_t));
+    set_loss_rows(m, &m->rows, b->targets, hi + 3 * N);
     if (m->opt.mtp) {
         /* MTP at i reads token i+1 and predicts the target of i+1, inside one document only */
         int32_t *mt = hi + N, *mg = hi + 2 * N;
@@ -545,7 +568,7 @@ static int prepare_batch(v3_model *m, const v3_batch *b, v3_err *err) {
         }
         m->n_valid_mtp = nvm;
         ctx->be->to_device(ctx, m->d_mtp_tokens, mt, (size_t)N * sizeof(int32_t));
-        ctx->be->to_device(ctx, m->d_mtp_targets, mg, (size_t)N * sizeof(int32_t));
+        set_loss_rows(m, &m->mtp_rows, mg, hi + 3 * N);
     }
     free(hi);
     return V3_OK;
@@ -560,7 +583,17 @@ static double mean_loss(v3_model *m, const float *d_loss, float *host_out, int64
     return n_valid ? s / (double)n_valid : 0.0;
 }
 
-int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) {
+/* The main head's gradient of the loss of the last batch (or of its token weights). */
+static v3_head_grad main_head_grad(v3_model *m) {
+    v3_head_grad g = {m->n_valid ? 1.0f / (float)m->n_valid : 0.0f,
+                      m->use_tok_weight ? m->host_tok_weight : NULL, m->d_xf};
+    return g;
+}
+
+/* head_grad: also the heads' gradients, from the forward's own logits (the fused step): the main
+ * head's dx into m->d_xf, the MTP head's into m->dx, both heads' into g_head (main first, as
+ * backward adds them). Nothing else writes those buffers before the backward reads them. */
+static int forward(v3_model *m, const v3_batch *b, double *loss, int head_grad, v3_err *err) {
     m->have_forward = 0;
     int rc = prepare_batch(m, b, err);
     if (rc) return rc;
@@ -577,11 +610,12 @@ int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) 
             m->loss_balance += v3_moe_balance_loss(m, &m->acts[l]);
     }
     v3k(c, rmsnorm_fwd, m->xf, C, m->rstd_f, hs_at(m, L), C, m->final_ln, N, C, m->cfg.rms_norm_eps);
-    v3_loss_forward(m, m->xf, m->d_targets, m->inv_temp, m->tok_loss, b->logits);
+    v3_head_grad g = main_head_grad(m);
+    v3_loss_head(m, m->xf, &m->rows, m->inv_temp, m->tok_loss, b->logits, head_grad ? &g : NULL);
     m->loss_main = mean_loss(m, m->tok_loss, b->token_loss, m->n_valid);
     m->loss_mtp = 0;
     if (m->opt.mtp) {
-        v3_mtp_forward(m, b->mtp_logits);
+        v3_mtp_forward(m, b->mtp_logits, head_grad);
         if (m->opt.balance_alpha > 0) m->loss_balance += v3_moe_balance_loss(m, &m->acts[L]);
         m->loss_mtp = mean_loss(m, m->mtp_tok_loss, NULL, m->n_valid_mtp);
     }
@@ -593,21 +627,43 @@ int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) 
     return V3_OK;
 }
 
-int v3_model_backward(v3_model *m, v3_err *err) {
-    if (!m->opt.training) return v3_errf(err, V3_EINVAL, "model: initialised for inference only");
-    if (!m->have_forward) return v3_errf(err, V3_EINVAL, "model: backward without a successful forward");
+/* head_done: the forward computed the heads' gradients already (see forward). */
+static int backward(v3_model *m, int head_done, v3_err *err) {
     v3_kctx *c = m->ctx;
     int64_t N = m->N, C = m->cfg.hidden_size;
     int L = m->cfg.n_layer;
-    float scale = m->n_valid ? 1.0f / (float)m->n_valid : 0.0f;
-    v3_loss_backward(m, m->xf, m->d_targets, m->inv_temp, scale,
-                     m->use_tok_weight ? m->host_tok_weight : NULL, m->d_xf, 0.0f);
-    if (m->opt.mtp) v3_mtp_backward(m);
+    if (!head_done) {
+        v3_head_grad g = main_head_grad(m);
+        v3_loss_head(m, m->xf, &m->rows, m->inv_temp, NULL, NULL, &g);
+    }
+    if (m->opt.mtp) v3_mtp_backward(m, head_done);
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_final_ln, m->d_xf, C, hs_at(m, L), C, m->final_ln, m->rstd_f,
         N, C, 0);
     for (int l = L - 1; l >= 0; l--) v3_layer_backward(m, l, hs_at(m, l), hs_at(m, l + 1), m->dh);
     v3k(c, scatter_add_rows, m->g_embed, m->dh, m->d_tokens, N, C);
     return v3k_check(c, err);
+}
+
+int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) {
+    return forward(m, b, loss, 0, err);
+}
+
+int v3_model_backward(v3_model *m, v3_err *err) {
+    if (!m->opt.training) return v3_errf(err, V3_EINVAL, "model: initialised for inference only");
+    if (!m->have_forward) return v3_errf(err, V3_EINVAL, "model: backward without a successful forward");
+    return backward(m, 0, err);
+}
+
+int v3_model_forward_backward(v3_model *m, const v3_batch *b, double *loss, v3_err *err) {
+    if (!m->opt.training) {
+        m->have_forward = 0;
+        return v3_errf(err, V3_EINVAL, "model: initialised for inference only");
+    }
+    double l = 0;
+    int rc = forward(m, b, &l, 1, err);
+    if (!rc) rc = backward(m, 1, err);
+    if (!rc && loss) *loss = l;
+    return rc;
 }
 
 const int64_t *v3_model_expert_load(const v3_model *m, int layer) {

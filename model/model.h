@@ -12,6 +12,7 @@
  *     v3_model_zero_grad(&m);
  *     v3_model_forward(&m, &batch, &loss, &err);     // loss = mean CE (+ λ·MTP + balance)
  *     v3_model_backward(&m, &err);                   // grads += d loss / d params
+ *     (or both at once: v3_model_forward_backward, which saves the head's recompute)
  *     ... optimizer step on m.params / m.grads ...
  *     v3_model_update_router_bias(&m, gamma);        // aux-loss-free balancing (off when γ = 0)
  *
@@ -130,6 +131,17 @@ typedef struct v3_layer_acts {
     float *yperm;             /* [R, C] expert outputs (before combine weights) */
 } v3_layer_acts;
 
+/* The rows one loss head (main or MTP) computes logits for in the last batch: the head's GEMMs
+ * run over the rows with a target only (prompt tokens of chat data and of GRPO need no logits).
+ * Compact position i < n_valid is batch row row[i]; the rows with a target come first, then the
+ * ignored rows, each group in batch order. */
+typedef struct v3_loss_rows {
+    int32_t *d_row;           /* [N] backend copy of row */
+    int32_t *d_target;        /* [N] the target of row[i] (≥ 0 for i < n_valid) */
+    int32_t *row;             /* (host) [max_tokens] */
+    int64_t n_valid;
+} v3_loss_rows;
+
 typedef struct v3_model {
     v3_config cfg;
     v3_model_options opt;
@@ -158,10 +170,12 @@ typedef struct v3_model {
                                * hs[n_layer] = main final hidden (pre-norm) */
     float *xf, *rstd_f;       /* [N, C], [N] final norm out (main) */
     int32_t *d_tokens, *d_targets, *d_pos, *d_kv_lo, *d_kv_hi; /* [N] backend copies */
-    int32_t *d_mtp_tokens, *d_mtp_targets;                    /* [N] */
+    int32_t *d_mtp_tokens;    /* [N] the token after each position (MTP input) */
     float *tok_loss;          /* [N] per-token CE (device) */
     float *logits_chunk;      /* [chunk, V] */
-    float *tok_loss_scratch;  /* [chunk] per-token loss written again by the backward's chunks */
+    float *tok_loss_scratch;  /* [chunk] per-token loss of one chunk of gathered rows */
+    float *x_rows;            /* [chunk, C] one chunk's gathered head inputs, then their gradient */
+    v3_loss_rows rows, mtp_rows; /* the main and the MTP head's rows */
     float *host_tok_loss;     /* (host) [max_tokens] */
     float *d_xf;              /* [N, C] gradient of the main final-norm output (main CE + MTP) */
     float *Kbuf;              /* [N, H, dqk] keys assembled for the attention op (scratch) */
@@ -217,6 +231,13 @@ int v3_model_forward(v3_model *m, const v3_batch *b, double *loss, v3_err *err);
 int v3_model_set_token_weight(v3_model *m, const float *w, int64_t N, v3_err *err);
 /* Backward of the last forward's loss; parameter gradients accumulate into m->grads. */
 int v3_model_backward(v3_model *m, v3_err *err);
+/* v3_model_forward then v3_model_backward in one call, with the same results bit for bit (loss,
+ * outputs, every gradient), for a loss whose gradient scale is known at forward time (mean CE,
+ * or b->token_weight): the output head's gradient is computed in the forward's chunk loop from
+ * the logits already there, so the head's GEMM runs 3 times instead of 4 (no recompute in
+ * backward), and no [N, V] buffer is needed. Not for weights that need the forward's logprobs
+ * (GRPO): those use v3_model_forward, v3_model_set_token_weight, v3_model_backward. */
+int v3_model_forward_backward(v3_model *m, const v3_batch *b, double *loss, v3_err *err);
 void v3_model_zero_grad(v3_model *m);
 
 /* ---- inference steps against a KV cache (the rollout engine, rollout/) ----

@@ -57,20 +57,32 @@ void v3_layer_forward(v3_model *m, int layer, const float *h, v3_layer_acts *a, 
  * (rewriting `out` with the same values). */
 void v3_layer_backward(v3_model *m, int layer, const float *h, float *out, float *dh);
 
-/* Chunked cross-entropy over (x [N, C] · headᵀ) · inv_temp. row_weight (host [N], may be NULL)
- * replaces grad_scale per token in backward. Forward: per-token loss into tok_loss (device),
- * optional host logits. Backward: dx = (or += by beta) d(grad_scale·Σ loss)/dx, dhead += ... */
-void v3_loss_forward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
-                     float *tok_loss, float *host_logits);
-void v3_loss_backward(v3_model *m, const float *x, const int32_t *targets, float inv_temp,
-                      float grad_scale, const float *row_weight, float *dx, float beta);
+/* The output head's gradient, for a loss pass that computes it (backward, or the fused forward). */
+typedef struct v3_head_grad {
+    float scale;              /* d loss / d CE_t for every token (mean CE: 1 / n_valid) */
+    const float *row_weight;  /* (host) [N] by batch row, replaces scale per token; may be NULL */
+    float *dx;                /* [N, C] ASSIGNED: gradient of x, zero on ignored rows */
+} v3_head_grad;
+
+/* Chunked cross-entropy over (x [N, C] · headᵀ) · inv_temp on the rows of `rows` that have a
+ * target (gathered loss_chunk at a time; no [N, V] buffer). tok_loss (device [N], may be NULL):
+ * per-token loss, 0 on ignored rows. host_logits (host [N, V], may be NULL): the logits of EVERY
+ * row, before the temperature (ignored rows in an extra logits-only pass). g (may be NULL): also
+ * the gradient of Σ_t scale_t·CE_t, from the same chunk's logits: g->dx = d/dx, g_head += d/dhead.
+ * A row's values do not depend on which rows share its chunk (batch-invariant GEMMs), so the
+ * loss and dx are those of a full pass; the chunking only orders the sum into g_head. */
+void v3_loss_head(v3_model *m, const float *x, const v3_loss_rows *rows, float inv_temp,
+                  float *tok_loss, float *host_logits, const v3_head_grad *g);
 
 /* MTP module up to its final norm (m->mtp_xf) from the main model's final-norm hidden h0 and
  * the next tokens in m->d_mtp_tokens. */
 void v3_mtp_hidden(v3_model *m, const float *h0, int count_load);
-/* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. */
-void v3_mtp_forward(v3_model *m, float *host_logits);
-/* Adds its gradient into m->dx (grad of xf), the embedding, the head and its own parameters. */
-void v3_mtp_backward(v3_model *m);
+/* MTP module (depth 1, model-spec §6) on top of the main model's final hidden m->xf. With
+ * head_grad, its head's gradient is computed as well (the fused step): g_head accumulates and
+ * m->dx holds the gradient of m->mtp_xf until v3_mtp_backward(m, 1). */
+void v3_mtp_forward(v3_model *m, float *host_logits, int head_grad);
+/* Adds its gradient into m->d_xf (grad of xf), the embedding, the head and its own parameters.
+ * head_done: the forward already computed the head's part (m->dx, g_head). */
+void v3_mtp_backward(v3_model *m, int head_done);
 
 #endif

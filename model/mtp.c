@@ -23,18 +23,28 @@ void v3_mtp_hidden(v3_model *m, const float *h0, int count_load) {
     v3k(c, rmsnorm_fwd, m->mtp_xf, C, m->mtp_rstd_f, h1, C, m->mtp_snorm, N, C, eps);
 }
 
-void v3_mtp_forward(v3_model *m, float *host_logits) {
-    v3_mtp_hidden(m, m->xf, 1);
-    v3_loss_forward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, m->mtp_tok_loss, host_logits);
+/* d loss / d CE_t of the MTP head: λ times the mean over its valid rows */
+static v3_head_grad mtp_head_grad(v3_model *m) {
+    v3_head_grad g = {m->n_valid_mtp ? m->opt.mtp_lambda / (float)m->n_valid_mtp : 0.0f, NULL, m->dx};
+    return g;
 }
 
-void v3_mtp_backward(v3_model *m) {
+void v3_mtp_forward(v3_model *m, float *host_logits, int head_grad) {
+    v3_mtp_hidden(m, m->xf, 1);
+    v3_head_grad g = mtp_head_grad(m);
+    v3_loss_head(m, m->mtp_xf, &m->mtp_rows, 1.0f, m->mtp_tok_loss, host_logits,
+                 head_grad ? &g : NULL);
+}
+
+void v3_mtp_backward(v3_model *m, int head_done) {
     v3_kctx *c = m->ctx;
     int64_t N = m->N, C = m->cfg.hidden_size;
     int L = m->cfg.n_layer;
     float *hp = hs_at(m, L + 1), *h1 = hs_at(m, L + 2);
-    float scale = m->n_valid_mtp ? m->opt.mtp_lambda / (float)m->n_valid_mtp : 0.0f;
-    v3_loss_backward(m, m->mtp_xf, m->d_mtp_targets, 1.0f, scale, NULL, m->dx, 0.0f);
+    if (!head_done) {
+        v3_head_grad g = mtp_head_grad(m);
+        v3_loss_head(m, m->mtp_xf, &m->mtp_rows, 1.0f, NULL, NULL, &g);
+    }
     v3k(c, rmsnorm_bwd, m->dh, C, m->g_mtp_snorm, m->dx, C, h1, C, m->mtp_snorm, m->mtp_rstd_f, N,
         C, 0);
     v3_layer_backward(m, L, hp, h1, m->dh);

@@ -105,19 +105,26 @@ int v3_model_logprobs(v3_model *m, const float *logits, const int32_t *rows, int
     c->be->to_device(c, m->d_targets, tokens, (size_t)n * sizeof(int32_t));
     for (int64_t r0 = 0; r0 < n; r0 += ch) {
         int64_t k = n - r0 < ch ? n - r0 : ch;
-        if (rows) {
-            for (int64_t r = 0; r < k; r++)
-                c->be->copy(c, m->logits_chunk + r * V, logits + (int64_t)rows[r0 + r] * V,
-                            (size_t)V * sizeof(float));
+        /* consecutive source rows at T = 1 (the engine's usual step) are read in place: with
+         * grad_scale 0 the op does not write its logits, so the copy would only cost time */
+        int in_place = 1;
+        for (int64_t r = 0; r < k && in_place; r++)
+            in_place = (!temperature || temperature[r0 + r] == 1.0f) &&
+                       (!rows || rows[r0 + r] == rows[r0] + r);
+        float *x = m->logits_chunk;
+        if (in_place) {
+            x = (float *)logits + (rows ? (int64_t)rows[r0] : r0) * V;
         } else {
-            c->be->copy(c, m->logits_chunk, logits + r0 * V, (size_t)(k * V) * sizeof(float));
+            for (int64_t r = 0; r < k; r++)
+                c->be->copy(c, x + r * V, logits + (rows ? (int64_t)rows[r0 + r] : r0 + r) * V,
+                            (size_t)V * sizeof(float));
+            for (int64_t r = 0; r < k; r++) {
+                float T = temperature ? temperature[r0 + r] : 1.0f;
+                /* the same float factor and op as v3_loss_head applies to a whole chunk */
+                if (T > 0.0f && T != 1.0f) v3k(c, scale, x + r * V, V, 1.0f / T);
+            }
         }
-        for (int64_t r = 0; r < k; r++) {
-            float T = temperature ? temperature[r0 + r] : 1.0f;
-            /* the same float factor and op as v3_loss_forward applies to a whole chunk */
-            if (T > 0.0f && T != 1.0f) v3k(c, scale, m->logits_chunk + r * V, V, 1.0f / T);
-        }
-        v3k(c, cross_entropy, m->logits_chunk, V, m->tok_loss_scratch, m->d_targets + r0, k, V, 0.0f);
+        v3k(c, cross_entropy, x, V, m->tok_loss_scratch, m->d_targets + r0, k, V, 0.0f);
         c->be->to_host(c, out + r0, m->tok_loss_scratch, (size_t)k * sizeof(float));
         for (int64_t r = 0; r < k; r++) out[r0 + r] = -out[r0 + r];
     }

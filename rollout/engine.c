@@ -37,7 +37,7 @@ void v3_engine_free(v3_engine *e) {
     c->be->free(c, e->d_widx);
     c->be->free(c, e->d_gidx);
     c->be->free(c, e->d_hrows);
-    free(e->h_logits);
+    if (!c->be->host_visible) free(e->h_logits);
     free(e->tokens);
     free(e->positions);
     free(e->kv_lo);
@@ -81,7 +81,10 @@ int v3_engine_init(v3_engine *e, v3_model *m, const v3_engine_options *o, v3_err
     if ((rc = v3_sample_scratch_init(&e->sc, e->V, err))) goto fail;
     size_t S = (size_t)e->max_step;
     e->d_logits = c->be->alloc(c, (size_t)(e->max_out * e->V) * sizeof(float));
-    e->h_logits = malloc((size_t)(e->max_out * e->V) * sizeof(float));
+    /* the host reads logits only (sampler, on_logits, MTP argmax): where the backend's memory is
+     * the host's, the step's logits are read where the model wrote them, not copied (132 MB a
+     * step at 256 rows of a 129,280-token vocabulary) */
+    e->h_logits = c->be->host_visible ? e->d_logits : malloc((size_t)(e->max_out * e->V) * sizeof(float));
     e->d_hidden = c->be->alloc(c, S * (size_t)e->C * sizeof(float));
     e->d_widx = c->be->alloc(c, S * sizeof(int32_t));
     e->d_hrows = c->be->alloc(c, S * sizeof(int32_t));
@@ -325,7 +328,8 @@ static int run_model(v3_engine *e, int64_t N, int64_t n_out, int64_t Tk, int mtp
         rc = v3_model_step(m, &st, &ks.src, err);
     }
     if (rc) return rc;
-    if (n_out > 0) c->be->to_host(c, e->h_logits, e->d_logits, (size_t)(n_out * e->V) * sizeof(float));
+    if (n_out > 0 && !c->be->host_visible)
+        c->be->to_host(c, e->h_logits, e->d_logits, (size_t)(n_out * e->V) * sizeof(float));
     return V3_OK;
 }
 
@@ -357,20 +361,6 @@ static int lp_request(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, in
     return V3_OK;
 }
 
-/* Entropy of softmax(x·(1/T)) in nats (double sums; GRPO logs it as a metric). */
-static float entropy_of(const float *x, int64_t V, float T) {
-    float inv = T > 0.0f ? 1.0f / T : 1.0f, mx = -INFINITY;
-    for (int64_t i = 0; i < V; i++)
-        if (x[i] * inv > mx) mx = x[i] * inv;
-    double z = 0, ez = 0;
-    for (int64_t i = 0; i < V; i++) {
-        double d = (double)(x[i] * inv) - mx, e = exp(d);
-        z += e;
-        ez += e * d;
-    }
-    return (float)(log(z) - ez / z);
-}
-
 /* Samples s's next token from logits row `row`, records it. */
 static int sample_into(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, int32_t *tok,
                        v3_err *err) {
@@ -381,7 +371,7 @@ static int sample_into(v3_engine *e, gen_state *g, v3_gen_seq *s, int64_t row, i
     e->stats.t_sample += now_s() - t;
     if (rc) return rc;
     *tok = o.token;
-    s->out->entropy[s->out->n] = entropy_of(e->h_logits + row * e->V, e->V, s->r->sampling.temperature);
+    s->out->entropy[s->out->n] = (float)o.entropy;
     if ((rc = v3_gen_seq_push(s, e, o.token, (float)o.logprob, now_s() - g->t0, err))) return rc;
     e->stats.generated++;
     return lp_request(e, g, s, row, o.token, err);

@@ -110,7 +110,7 @@ typedef struct v3_engine {
     v3_sample_scratch sc;
     int64_t V, C, width, max_step, max_out;
     float *d_logits;           /* (backend) [max_out, V] */
-    float *h_logits;           /* (host) [max_out, V] */
+    float *h_logits;           /* (host) [max_out, V]; = d_logits on a host_visible backend */
     float *d_hidden;           /* (backend) [max_step, C] main final hidden of the step (MTP) */
     float *d_mtp_hidden;       /* (backend) [max_step, C] rows gathered for the MTP step */
     float *Kbuf;               /* (backend) [Kcap, width] keys of the current step */

@@ -236,10 +236,19 @@ static int bad_logit(v3_err *err, int64_t i, float l) {
                    isnan(l) ? "NaN" : l > 0 ? "+inf" : "-inf");
 }
 
-/* log-sum-exp of logits [V] as the trainer's cross-entropy computes it. */
-static double lse_f32(const float *x, int64_t V, float mx) {
-    double sum = 0;
-    for (int64_t i = 0; i < V; i++) sum += expf(x[i] - mx);
+/* log-sum-exp of logits [V] as the trainer's cross-entropy computes it; with ent, also the
+ * entropy of softmax(x) from the same exponentials: H = log Z − Σ e_i·(x_i − mx) / Z. */
+static double lse_f32(const float *x, int64_t V, float mx, double *ent) {
+    double sum = 0, ed = 0;
+    if (ent)
+        for (int64_t i = 0; i < V; i++) {
+            float d = x[i] - mx, e = expf(d);
+            sum += e;
+            ed += (double)e * d;
+        }
+    else
+        for (int64_t i = 0; i < V; i++) sum += expf(x[i] - mx);
+    if (ent) *ent = log(sum) - ed / sum;
     return (double)mx + log(sum);
 }
 
@@ -255,7 +264,7 @@ static int sample_greedy(const float *logits, int64_t V, v3_rng *rng, v3_sampled
             arg = i;
         }
     }
-    double lp = (double)logits[arg] - lse_f32(logits, V, mx);
+    double lp = (double)logits[arg] - lse_f32(logits, V, mx, &out->entropy);
     if (rng) (void)v3_rng_u64(rng);
     out->token = (int32_t)arg;
     out->logprob = 0.0;
@@ -301,20 +310,22 @@ int v3_sample_token(const float *logits, int64_t V, const v3_sampling *s, v3_rng
     const int use_min = s->min_p > 0.0f;
     float *w = sc->w;
     cand *c = sc->cand;
-    double zfull = 0;
+    double zfull = 0, wd = 0; /* wd = Σ w_i·(x_i − xmax), for the entropy */
     for (int64_t i = 0; i < V; i++) {
         /* x is rounded to float before the subtraction (ISO C mode: GCC contracts no FMA here),
          * so it is exactly the scaled logit the trainer stores */
-        float x = logits[i] * inv_t;
-        w[i] = expf(x - xmax);
+        float x = logits[i] * inv_t, d = x - xmax;
+        w[i] = expf(d);
         zfull += w[i];
+        wd += (double)w[i] * d;
         if (use_k || use_p) {
             c[i].x = x;
             c[i].id = (int32_t)i;
         }
     }
     const double lse_temp = (double)xmax + log(zfull);
-    const double lse_raw = inv_t == 1.0f ? lse_temp : lse_f32(logits, V, lmax);
+    const double lse_raw = inv_t == 1.0f ? lse_temp : lse_f32(logits, V, lmax, NULL);
+    out->entropy = log(zfull) - wd / zfull;
 
     /* the cuts, in HF's order: top-k, then top-p on what top-k kept (min-p is a threshold) */
     int has_cut = 0;

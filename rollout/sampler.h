@@ -73,6 +73,8 @@ typedef struct v3_sampled {
     double logprob_temp; /* log_softmax(logit · (1/T)) over the full vocabulary; T = 1 if greedy */
     double logprob_raw;  /* log_softmax(logit) over the full vocabulary */
     int64_t n_kept;      /* tokens left after the filters (1 for greedy) */
+    double entropy;      /* of softmax(logit · (1/T)) over the full vocabulary (T = 1 if greedy),
+                          * from the sampler's own exponentials: no extra pass */
 } v3_sampled;
 
 struct v3_sample_cand; /* (x, token id) pair; private to sampler.c */

@@ -325,8 +325,8 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
         flatten(s);
         v3_batch b = as_batch(s);
         double l = 0;
-        if ((rc = v3_model_forward(&s->m, &b, &l, err))) return rc;
-        if ((rc = v3_model_backward(&s->m, err))) return rc;
+        /* forward + backward at once: the head's gradient comes from the forward's logits */
+        if ((rc = v3_model_forward_backward(&s->m, &b, &l, err))) return rc;
         loss += l;
         s->l_main += s->m.loss_main / (double)o->grad_accum;
         s->l_mtp += s->m.loss_mtp / (double)o->grad_accum;

@@ -19,6 +19,7 @@ static void cpu_sync(v3_kctx *ctx) { (void)ctx; }
 
 static const v3_backend cpu_backend = {
     .name = "cpu",
+    .host_visible = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,

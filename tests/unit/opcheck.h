@@ -2,7 +2,8 @@
  * test-backend-ops: buffers in a backend's memory with guard words past their end, one runner per
  * op that works on any backend, thread-count and cross-backend comparison of the runner's output,
  * central finite differences in double, and the per-op coverage table.
- * Header-only (static functions) because it serves exactly one test program. */
+ * Header-only (static functions) because it serves only the harness (opcases.h) and its two
+ * programs, test_ops.c and test_gpu_ops.c. */
 #ifndef V3_OPCHECK_H
 #define V3_OPCHECK_H
 
@@ -38,6 +39,7 @@ typedef struct oc_env {
     v3_kctx dev;   /* another compiled backend, when its device is present */
     const v3_backend *dev_be; /* compiled other backend, or NULL */
     int dev_ok;    /* dev initialised */
+    const char *dev_label;    /* its column's title in the table; NULL: dev_be's name */
     v3_rng rng;
     int st_cpu[N_OPS], st_dev[N_OPS];
     int dev_fails; /* failed checks of the other backend: not charged to the CPU's column */
@@ -203,8 +205,31 @@ static void oc_mark(oc_env *E, int op, int f0) {
     if (!oc_has(E->cpu.be, op)) E->st_cpu[op] = ST_MISSING;
 }
 
+/* ---- the environment's lifetime ----
+ * oc_env_new seeds the RNG (fresh per run, printed) and opens the three CPU contexts; the caller
+ * then sets dev_be, dev and dev_ok. oc_env_free closes what is open; it accepts NULL. */
+static oc_env *oc_env_new(const char *test_name) {
+    oc_env *E = calloc(1, sizeof *E);
+    if (!E) abort(); /* one small struct: no test can run without it */
+    v3_rng_seed(&E->rng, t_seed(test_name));
+    v3_err err = {0};
+    CHECK_OK(v3_kctx_init(&E->cpu, v3_backend_cpu(), 0, &err), &err);
+    CHECK_OK(v3_kctx_init(&E->cpu1, v3_backend_cpu(), 1, &err), &err);
+    CHECK_OK(v3_kctx_init(&E->cpu3, v3_backend_cpu(), 3, &err), &err);
+    return E;
+}
+
+static void oc_env_free(oc_env *E) {
+    if (!E) return;
+    if (E->dev_ok) v3_kctx_free(&E->dev);
+    v3_kctx_free(&E->cpu);
+    v3_kctx_free(&E->cpu1);
+    v3_kctx_free(&E->cpu3);
+    free(E);
+}
+
 static void oc_table(const oc_env *E) {
-    const char *dn = E->dev_be ? E->dev_be->name : "cuda";
+    const char *dn = E->dev_label ? E->dev_label : E->dev_be ? E->dev_be->name : "cuda";
     printf("\n%-22s | %-10s | %s\n", "op", "cpu", dn);
     printf("-----------------------+------------+---------------------\n");
     for (int i = 0; i < N_OPS; i++)

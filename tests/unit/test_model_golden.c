@@ -14,72 +14,11 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "golden.h"
 #include "testutil.h"
 
 #define TOL_FWD 1e-5
 #define TOL_GRAD 1e-4
-
-typedef struct golden {
-    char dir[1024];
-    v3_config cfg;
-    v3_st_file ref;
-    int64_t N;
-    int32_t *tokens, *targets, *positions, *doc_start;
-} golden;
-
-static int32_t *read_i32(const v3_st_file *f, const char *name, int64_t *n) {
-    const v3_st_tensor *t = v3_st_find(f, name);
-    if (!t || t->dtype != V3_I32) return NULL;
-    int32_t *p = malloc((size_t)t->numel * sizeof *p);
-    memcpy(p, t->data, (size_t)t->numel * sizeof *p);
-    *n = t->numel;
-    return p;
-}
-
-/* fp32 copy of a reference tensor, or NULL */
-static float *read_f32(const v3_st_file *f, const char *name, int64_t *n) {
-    const v3_st_tensor *t = v3_st_find(f, name);
-    if (!t) return NULL;
-    float *p = malloc((size_t)t->numel * sizeof *p);
-    v3_err err;
-    if (v3_st_to_f32(f, t, NULL, NULL, p, &err)) {
-        free(p);
-        return NULL;
-    }
-    if (n) *n = t->numel;
-    return p;
-}
-
-static int golden_open(golden *g, const char *name) {
-    memset(g, 0, sizeof *g);
-    char rel[256], path[1200];
-    v3_err err;
-    snprintf(rel, sizeof rel, "tests/golden/data/model_%s", name);
-    t_source_path(rel, g->dir, sizeof g->dir);
-    snprintf(path, sizeof path, "%s/config.json", g->dir);
-    CHECK_OK(v3_config_load(&g->cfg, path, &err), &err);
-    snprintf(path, sizeof path, "%s/ref.safetensors", g->dir);
-    int rc = v3_st_open(&g->ref, path, &err);
-    CHECK_OK(rc, &err);
-    if (rc) return rc;
-    int64_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
-    g->tokens = read_i32(&g->ref, "tokens", &n1);
-    g->targets = read_i32(&g->ref, "targets", &n2);
-    g->positions = read_i32(&g->ref, "positions", &n3);
-    g->doc_start = read_i32(&g->ref, "doc_start", &n4);
-    CHECK(g->tokens && g->targets && g->positions && g->doc_start && n1 == n2 && n2 == n3 && n3 == n4,
-          "%s: reference inputs missing", name);
-    g->N = n1;
-    return g->tokens ? 0 : 1;
-}
-
-static void golden_close(golden *g) {
-    v3_st_close(&g->ref);
-    free(g->tokens);
-    free(g->targets);
-    free(g->positions);
-    free(g->doc_start);
-}
 
 /* grads of every parameter vs reference; returns the worst relative error */
 static double check_grads(const char *name, v3_model *m, const golden *g, const float *grads,
@@ -91,7 +30,7 @@ static double check_grads(const char *name, v3_model *m, const golden *g, const 
         const v3_param_info *p = &m->table.p[i];
         snprintf(key, sizeof key, "grad.%s", p->name);
         int64_t n = 0;
-        float *ref = read_f32(&g->ref, key, &n);
+        float *ref = golden_f32(g, key, &n);
         if (!ref) {
             /* no gradient by design: the router bias, and the MTP module's physical copies of the
              * shared embedding/head (the main ones are used and receive the gradient) */
@@ -133,7 +72,7 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
     o.absorb = absorb; /* the latent (absorbed) attention must match HF's plain form too */
     o.loss_chunk = 7; /* several chunks, the last one partial */
     if (mtp) {
-        float *lam = read_f32(&g.ref, "mtp.lambda", NULL);
+        float *lam = golden_f32(&g, "mtp.lambda", NULL);
         o.mtp_lambda = lam ? lam[0] : 0.3f;
         free(lam);
     }
@@ -154,8 +93,8 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
     v3_model_zero_grad(&m);
     CHECK_OK(v3_model_forward(&m, &b, &loss, &err), &err);
 
-    float *ref_logits = read_f32(&g.ref, "logits", NULL);
-    float *ref_loss = read_f32(&g.ref, "loss", NULL);
+    float *ref_logits = golden_f32(&g, "logits", NULL);
+    float *ref_loss = golden_f32(&g, "loss", NULL);
     double el = t_rel_err(logits, ref_logits, N * V);
     double eloss = fabs(m.loss_main - ref_loss[0]) / fabs(ref_loss[0]);
     printf("  %s: N=%lld logits rel err %.3e, loss %.7f vs %.7f (rel %.3e)\n", name, (long long)N, el,
@@ -172,9 +111,9 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
     }
     CHECK(fabs(s / nv - m.loss_main) < 1e-6 * fabs(m.loss_main), "%s: token losses do not average to the loss", name);
     if (mtp) {
-        float *rl = read_f32(&g.ref, "mtp.logits", NULL);
+        float *rl = golden_f32(&g, "mtp.logits", NULL);
         int64_t nvalid = 0;
-        int32_t *valid = read_i32(&g.ref, "mtp.valid", &nvalid);
+        int32_t *valid = golden_i32(&g, "mtp.valid", &nvalid);
         double num = 0, den = 0;
         for (int64_t t = 0; t < N; t++) {
             if (!valid[t]) continue;
@@ -185,8 +124,8 @@ static void run_config(const char *name, v3_kctx *ctx, int mtp, int absorb) {
             }
         }
         double em = sqrt(num / den);
-        float *rml = read_f32(&g.ref, "mtp.loss", NULL);
-        float *rtot = read_f32(&g.ref, "mtp.total", NULL);
+        float *rml = golden_f32(&g, "mtp.loss", NULL);
+        float *rtot = golden_f32(&g, "mtp.total", NULL);
         double eml = fabs(m.loss_mtp - rml[0]) / fabs(rml[0]);
         double etot = fabs(loss - rtot[0]) / fabs(rtot[0]);
         printf("  %s: MTP logits rel err %.3e, MTP loss %.7f vs %.7f (rel %.3e), total rel %.3e\n",

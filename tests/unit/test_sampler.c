@@ -448,6 +448,17 @@ static void test_trainer_parity(uint64_t seed) {
         }
         float inv_t = 1.0f / s.temperature;
         for (int64_t i = 0; i < V; i++) xs[i] = l[i] * inv_t;
+        /* the entropy of softmax(l/T), in double from the scaled logits */
+        double mx = xs[0], z = 0, ez = 0;
+        for (int64_t i = 1; i < V; i++) mx = xs[i] > mx ? xs[i] : mx;
+        for (int64_t i = 0; i < V; i++) {
+            double d = (double)xs[i] - mx, e = exp(d);
+            z += e;
+            ez += e * d;
+        }
+        double h_ref = log(z) - ez / z;
+        CHECK(fabs(o.entropy - h_ref) <= 1e-6 * h_ref, "T=%g: entropy %.9g, reference %.9g",
+              (double)s.temperature, o.entropy, h_ref);
         int32_t tgt = o.token;
         float loss_t = 0, loss_r = 0;
         v3k(&ctx, cross_entropy, xs, V, &loss_t, &tgt, 1, V, 0.0f);
@@ -492,6 +503,9 @@ static void test_greedy(void) {
     CHECK(o.logprob == 0.0, "greedy logprob %g, want 0", o.logprob);
     CHECK(fabs(o.logprob_raw - lsm[3]) <= 1e-6 && o.logprob_temp == o.logprob_raw,
           "greedy logprob_raw %.9f temp %.9f, want %.9f", o.logprob_raw, o.logprob_temp, lsm[3]);
+    double h = 0; /* entropy of softmax(l) from the reference log-softmax */
+    for (int i = 0; i < 16; i++) h -= exp(lsm[i]) * lsm[i];
+    CHECK(fabs(o.entropy - h) <= 1e-6 * h, "greedy entropy %.9f, want %.9f", o.entropy, h);
     CHECK(memcmp(&rng, &ref, sizeof rng) == 0, "greedy must advance the rng by one draw");
     CHECK_OK(v3_sample_token(l, 16, &s, NULL, &sc, &o, &err), &err); /* no rng needed */
     CHECK(o.token == 3, "greedy without rng picked %d", o.token);

@@ -21,51 +21,12 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "sftcase.h"
 #include "testutil.h"
 #include "trainer/ckpt.h"
 #include "trainer/sft.h"
 
 #define STEPS 12
-
-/* A transformers-style random init of the tiny preset (no MTP) written in HF layout. */
-static int make_model(const char *dir) {
-    v3_config c;
-    v3_err err;
-    v3_param_table t;
-    if (v3_config_preset(&c, "tiny", &err)) return 1;
-    c.num_nextn_predict_layers = 0;
-    if (v3_params_build(&t, &c, 0, &err)) return 1;
-    float *w = malloc((size_t)t.total * sizeof *w);
-    v3_rng r;
-    v3_rng_seed(&r, 7);
-    for (int i = 0; i < t.n; i++) {
-        const v3_param_info *p = &t.p[i];
-        for (int64_t j = 0; j < p->numel; j++)
-            w[p->offset + j] = p->kind == V3_PK_NORM ? 1.0f : p->kind == V3_PK_BIAS ? 0.0f : 0.02f * v3_rng_normal(&r);
-    }
-    char path[1400];
-    int rc = v3_mkdirs(dir, &err);
-    if (!rc) rc = v3_checkpoint_save(dir, &t, w, V3_F32, 0, &err);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!rc) rc = v3_config_save(&c, path, &err);
-    CHECK_OK(rc, &err);
-    free(w);
-    v3_params_free(&t);
-    return rc;
-}
-
-/* the first n rows of GSM8K train */
-static int make_data(const char *src, const char *dst, int n) {
-    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
-    if (!in || !out) return 1;
-    char *line = NULL;
-    size_t cap = 0;
-    for (int i = 0; i < n && getline(&line, &cap, in) > 0; i++) fputs(line, out);
-    free(line);
-    fclose(in);
-    fclose(out);
-    return 0;
-}
 
 static const char *const fields[] = {"prompt=question", "completion=answer"};
 
@@ -165,7 +126,7 @@ int main(void) {
     snprintf(data, sizeof data, "%s/gsm8k_head.jsonl", tmp);
     snprintf(ra, sizeof ra, "%s/run_a", tmp);
     snprintf(rb, sizeof rb, "%s/run_b", tmp);
-    if (make_model(model) || make_data(gsm, data, 120)) return t_finish("test_sft_e2e");
+    if (sft_tiny_model(model) || sft_head_rows(gsm, data, 120)) return t_finish("test_sft_e2e");
     v3_err err;
     v3_sft_opts o;
 

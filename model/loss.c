@@ -32,10 +32,14 @@ void v3_loss_head(v3_model *m, const float *x, const v3_loss_rows *rows, float i
     v3_kctx *c = m->ctx;
     int64_t N = m->N, C = m->cfg.hidden_size, V = m->cfg.vocab_size, ch = m->loss_chunk;
     int64_t nv = rows->n_valid;
-    if (nv < N) { /* the ignored rows' loss and gradient: chunks below write the other rows */
-        if (tok_loss) c->be->memset0(c, tok_loss, (size_t)N * sizeof(float));
-        if (g) c->be->memset0(c, g->dx, (size_t)(N * C) * sizeof(float));
-    }
+    /* the cross-entropy's gradient scale; with a temperature, d/dz CE(z/T) = (softmax − onehot)/T.
+     * A zero scale (MTP with λ = 0) is a zero gradient: the op would leave the logits in place. */
+    float gs = !g ? 0.0f : g->row_weight ? inv_temp : g->scale * inv_temp;
+    int grad = gs != 0.0f;
+    /* the ignored rows' loss and gradient: the chunks below write the other rows */
+    if (tok_loss && nv < N) c->be->memset0(c, tok_loss, (size_t)N * sizeof(float));
+    if (g && (nv < N || !grad)) c->be->memset0(c, g->dx, (size_t)(N * C) * sizeof(float));
+    if (!grad && !tok_loss && !host_logits) return;
     for (int64_t p0 = 0; p0 < nv; p0 += ch) {
         int64_t n = nv - p0 < ch ? nv - p0 : ch;
         const int32_t *row = rows->row + p0, *d_row = rows->d_row + p0;
@@ -50,11 +54,9 @@ void v3_loss_head(v3_model *m, const float *x, const v3_loss_rows *rows, float i
         if (host_logits) logits_to_host(c, host_logits, m->logits_chunk, row, n, V);
         if (inv_temp != 1.0f) v3k(c, scale, m->logits_chunk, n * V, inv_temp);
         float *loss = tok_loss && adjacent ? tok_loss + row[0] : m->tok_loss_scratch;
-        /* with a temperature, d/dz CE(z/T) = (softmax − onehot)/T */
-        float gs = !g ? 0.0f : g->row_weight ? inv_temp : g->scale * inv_temp;
         v3k(c, cross_entropy, m->logits_chunk, V, loss, rows->d_target + p0, n, V, gs);
         if (tok_loss && !adjacent) v3k(c, scatter_rows, tok_loss, m->tok_loss_scratch, d_row, n, 1);
-        if (!g) continue;
+        if (!grad) continue;
         if (g->row_weight) /* per-token weights (policy gradient): one scale per row */
             for (int64_t r = 0; r < n; r++)
                 v3k(c, scale, m->logits_chunk + r * V, V, g->row_weight[row[r]]);

@@ -8,7 +8,9 @@
  *     target at all, token weights with a temperature, logits requested;
  *   - the head skips ignored rows without changing any other row: a row's loss and every row's
  *     logits are those of a batch where all rows have a target, and asking for logits changes no
- *     gradient.
+ *     gradient;
+ *   - MTP with λ = 0 adds nothing: the MTP module gets no gradient and every other gradient is
+ *     that of the model without MTP (a zero gradient scale must not leave the logits in place).
  * The loss chunk is 3 tokens, so chunks of gathered rows and chunks read in place both occur. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +226,57 @@ static void run_config(const char *name, v3_kctx *ctx, v3_rng *rng, int mtp, int
     golden_close(&g);
 }
 
+/* Config a with the MTP module at λ = 0 against config a without it. */
+static void mtp_lambda_zero(v3_kctx *ctx) {
+    golden g;
+    if (golden_open(&g, "a")) {
+        golden_close(&g);
+        return;
+    }
+    v3_err err;
+    v3_model m0, m1;
+    v3_model_options o = v3_model_default_options();
+    o.loss_chunk = 3;
+    int rc0 = v3_model_init(&m0, &g.cfg, ctx, g.N, &o, &err);
+    CHECK_OK(rc0, &err);
+    o.mtp = 1;
+    o.mtp_lambda = 0.0f;
+    int rc1 = v3_model_init(&m1, &g.cfg, ctx, g.N, &o, &err);
+    CHECK_OK(rc1, &err);
+    if (!rc0 && !rc1) {
+        CHECK_OK(v3_model_load(&m0, g.dir, &err), &err);
+        CHECK_OK(v3_model_load(&m1, g.dir, &err), &err);
+        v3_batch b = {g.N, g.tokens, g.targets, g.positions, g.doc_start, NULL, NULL, NULL, 0.0f, NULL};
+        for (int fused = 0; fused <= 1; fused++) {
+            step_out s0, s1;
+            v3_model_zero_grad(&m0);
+            v3_model_zero_grad(&m1);
+            step(&m0, &b, fused, 0, &s0);
+            step(&m1, &b, fused, 0, &s1);
+            int64_t bad_mtp = 0, bad_main = 0;
+            for (int i = 0; i < m1.table.n; i++) {
+                const v3_param_info *p = &m1.table.p[i];
+                int j = v3_params_find(&m0.table, p->name);
+                for (int64_t e = 0; e < p->numel; e++) {
+                    float v = s1.grads[p->offset + e];
+                    if (j < 0) bad_mtp += v != 0.0f;
+                    else bad_main += v != s0.grads[m0.table.p[j].offset + e];
+                }
+            }
+            CHECK(bad_mtp == 0, "λ = 0 (%s): %lld MTP gradient entries are not zero",
+                  fused ? "fused" : "separate", (long long)bad_mtp);
+            CHECK(bad_main == 0, "λ = 0 (%s): %lld gradient entries differ from the model without MTP",
+                  fused ? "fused" : "separate", (long long)bad_main);
+            out_free(&s0);
+            out_free(&s1);
+        }
+        printf("  a, MTP at λ = 0: no MTP gradient, main gradients as without MTP\n");
+    }
+    if (!rc0) v3_model_free(&m0);
+    if (!rc1) v3_model_free(&m1);
+    golden_close(&g);
+}
+
 int main(void) {
     v3_kctx ctx;
     v3_err err;
@@ -239,6 +292,7 @@ int main(void) {
         run_config("c", &ctx, &rng, 0, absorb, 0);
     }
     run_config("a", &ctx, &rng, 1, 0, 1);
+    mtp_lambda_zero(&ctx);
     v3_kctx_free(&ctx);
     return t_finish("test_model_fused");
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "datasets/tokenizer.h"
 #include "lua/config.h"
 
 int v3_cli_wants_help(int argc, char **argv) {
@@ -35,10 +36,7 @@ int v3_cli_fail(const char *cmd, const char *fmt, ...) {
 }
 
 const char *v3_cli_default_tokenizer_dir(char *buf, size_t n) {
-    const char *env = getenv("V3_TOKENIZER_DIR");
-    if (env && *env) snprintf(buf, n, "%s", env);
-    else snprintf(buf, n, "%s/../shared/data/deepseek-v3", V3_SOURCE_DIR);
-    return buf;
+    return v3_tok_find_dir(NULL, NULL, buf, n);
 }
 
 int v3_cli_load_run_config(const char *cmd, int argc, char **argv, const v3_cfg_schema *schema,

@@ -6,9 +6,11 @@
 #include <jansson.h>
 #include <oniguruma.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fs.h"
 #include "datasets/pretok_deepseek.h"
 #include "datasets/utf8.h"
 
@@ -1230,4 +1232,16 @@ int v3_tok_stream_flush(v3_tok_stream *s, char **out, size_t *len, size_t *cap, 
         rc = v3_errf(err, V3_ENOMEM, "%s:%d: out of memory", __FILE__, __LINE__);
     s->n_held = 0;
     return rc;
+}
+
+const char *v3_tok_find_dir(const char *given, const char *model_dir, char *buf, size_t n) {
+    if (given) return given;
+    if (model_dir) {
+        snprintf(buf, n, "%s/tokenizer.json", model_dir);
+        if (v3_file_exists(buf)) return model_dir;
+    }
+    const char *env = getenv("V3_TOKENIZER_DIR");
+    if (env && *env) snprintf(buf, n, "%s", env);
+    else snprintf(buf, n, "%s/../shared/data/deepseek-v3", V3_SOURCE_DIR);
+    return buf;
 }

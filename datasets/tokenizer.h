@@ -117,4 +117,9 @@ int v3_tok_add_bos_default(const v3_tokenizer *tok);
 /* tokenizer_config.json's chat_template, or NULL. */
 const char *v3_tok_chat_template(const v3_tokenizer *tok);
 
+/* The directory to load the tokenizer from: `given` when set; else model_dir when it holds
+ * tokenizer.json (model_dir may be NULL); else $V3_TOKENIZER_DIR; else the shared data folder
+ * beside the source tree. Returns given, model_dir, or buf (filled). */
+const char *v3_tok_find_dir(const char *given, const char *model_dir, char *buf, size_t n);
+
 #endif

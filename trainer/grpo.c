@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/fs.h"
+#include "datasets/tokenizer.h"
 #include "common/progress.h"
 #include "common/rng.h"
 #include "model/config.h"
@@ -53,16 +54,6 @@ static void grpo_free(grpo *g) {
 static int last_run_id(void *ud, const v3_store_run_summary *r) {
     *(int64_t *)ud = r->id;
     return 0;
-}
-
-static const char *find_tokenizer(const v3_grpo_opts *o, char *buf, size_t n) {
-    if (o->tokenizer_dir) return o->tokenizer_dir;
-    snprintf(buf, n, "%s/tokenizer.json", o->model_dir);
-    if (v3_file_exists(buf)) return o->model_dir;
-    const char *env = getenv("V3_TOKENIZER_DIR");
-    if (env && *env) return env;
-    snprintf(buf, n, "%s/../shared/data/deepseek-v3", V3_SOURCE_DIR);
-    return buf;
 }
 
 static int open_store(grpo *g, int resuming, v3_err *err) {
@@ -182,7 +173,7 @@ static int setup(grpo *g, v3_err *err) {
     if (o->seq_len > g->cfg.max_position_embeddings)
         return v3_errf(err, V3_EINVAL, "data.seq_len %lld exceeds the model's max_position_embeddings %lld",
                        (long long)o->seq_len, (long long)g->cfg.max_position_embeddings);
-    const char *td = find_tokenizer(o, g->tok_dir, sizeof g->tok_dir);
+    const char *td = v3_tok_find_dir(o->tokenizer_dir, o->model_dir, g->tok_dir, sizeof g->tok_dir);
     if ((rc = v3_tok_load(&g->tok, td, err))) return rc;
     if (td != g->tok_dir) snprintf(g->tok_dir, sizeof g->tok_dir, "%s", td);
     g->n_stop_ids = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/fs.h"
+#include "datasets/tokenizer.h"
 #include "datasets/ingest.h"
 #include "datasets/prepare.h"
 #include "datasets/prepare_chat.h"
@@ -15,16 +16,6 @@ static int has_manifest(const char *dir) {
     char p[4200];
     snprintf(p, sizeof p, "%s/manifest.json", dir);
     return v3_dir_exists(dir) && v3_file_exists(p);
-}
-
-static const char *tokenizer_dir(const v3_sft_opts *o, char *buf, size_t n) {
-    if (o->tokenizer_dir) return o->tokenizer_dir;
-    snprintf(buf, n, "%s/tokenizer.json", o->model_dir);
-    if (v3_file_exists(buf)) return o->model_dir;
-    const char *env = getenv("V3_TOKENIZER_DIR");
-    if (env && *env) return env;
-    snprintf(buf, n, "%s/../shared/data/deepseek-v3", V3_SOURCE_DIR);
-    return buf;
 }
 
 /* Prepares inputs into out (unless a dataset is already there). */
@@ -58,8 +49,8 @@ static int prepare(const v3_sft_opts *o, const char *const *inputs, int n, const
     char tb[4200];
     v3_chat_encoder ce;
     v3_encoder enc;
-    if (!rc) rc = v3_chat_encoder_init(&ce, &enc, tokenizer_dir(o, tb, sizeof tb), o->template_name,
-                                       o->mask_last, err);
+    const char *td = v3_tok_find_dir(o->tokenizer_dir, o->model_dir, tb, sizeof tb);
+    if (!rc) rc = v3_chat_encoder_init(&ce, &enc, td, o->template_name, o->mask_last, err);
     if (!rc) {
         v3_prepare_stats st;
         rc = v3_prepare_run(&po, &enc, &st, err);

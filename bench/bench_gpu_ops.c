@@ -6,6 +6,10 @@
  *    "K": 4096, "shape": "...", "ms": 0.123, "tflops": 40.1}
  *
  *   bench_gpu_ops [--preset medium] [--tokens 4096] [--reps 10] [--filter SUBSTR]
+ *                 [--math fp32,tf32,bf16]
+ *
+ * --math lists the backend's math modes to run every case in (default "fp32,bf16"; the "dtype"
+ * field names the mode: bf16 = bf16 operands, fp32 accumulation and output, storage fp32).
  *
  * A linear layer y = x·Wᵀ (model/model_internal.h) is three GEMMs: fwd (x·Wᵀ), bwd_x (dy·W) and
  * bwd_w (dW += dyᵀ·x). The routed experts appear twice: one expert's GEMM at the average load
@@ -91,9 +95,9 @@ static void report(bench *b, const char *op, const char *name, const char *extra
         b->failed = 1;
         return;
     }
-    printf("{\"impl\": \"v3tune\", \"op\": \"%s\", \"case\": \"%s\", \"dtype\": \"fp32\", %s, "
+    printf("{\"impl\": \"v3tune\", \"op\": \"%s\", \"case\": \"%s\", \"dtype\": \"%s\", %s, "
            "\"ms\": %.4f, \"tflops\": %.3f}\n",
-           op, name, extra, ms, flop / (ms * 1e-3) * 1e-12);
+           op, name, v3_math_name(b->ctx.math), extra, ms, flop / (ms * 1e-3) * 1e-12);
     fflush(stdout);
 }
 
@@ -245,14 +249,16 @@ int main(int argc, char **argv) {
     const char *preset = "medium";
     int64_t T = 4096;
     bench b = {.reps = 10};
+    const char *maths = "fp32,bf16";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) T = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) b.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--filter") && i + 1 < argc) b.filter = argv[++i];
+        else if (!strcmp(argv[i], "--math") && i + 1 < argc) maths = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gpu_ops [--preset NAME] [--tokens T] [--reps N] "
-                            "[--filter SUBSTR]\n");
+                            "[--filter SUBSTR] [--math fp32,tf32,bf16]\n");
             return 2;
         }
     }
@@ -290,34 +296,45 @@ int main(int argc, char **argv) {
     int64_t dv = c.v_head_dim, dqk = dn + dr, qr = c.q_lora_rank, kvr = c.kv_lora_rank;
     int64_t E = c.n_routed_experts, K = c.num_experts_per_tok, Ie = c.moe_intermediate_size;
     int64_t Is = Ie * c.n_shared_experts, V = c.vocab_size;
-    int64_t chunk = (8 << 20) / V; /* the model's automatic loss chunk (model/model.c) */
-    chunk = chunk < 16 ? 16 : chunk > 1024 ? 1024 : chunk;
+    int64_t chunk = (256 << 20) / V; /* the model's automatic loss chunk on a device (model.c) */
+    chunk = chunk < 16 ? 16 : chunk > 4096 ? 4096 : chunk;
     int64_t rows_e = E ? T * K / E : 0; /* one expert's rows under a perfectly balanced routing */
 
-    if (qr) {
-        linear(&b, "q_a", T, C, qr);
-        linear(&b, "q_b", T, qr, H * dqk);
-    } else {
-        linear(&b, "q", T, C, H * dqk);
-    }
-    linear(&b, "kv_a", T, C, kvr + dr);
-    linear(&b, "kv_b", T, kvr, H * (dn + dv));
-    linear(&b, "o", T, H * dv, C);
-    if (E) {
-        linear(&b, "router", T, C, E);
-        if (Is) {
-            linear(&b, "shared.gate_up", T, C, 2 * Is);
-            linear(&b, "shared.down", T, Is, C);
+    char mlist[64];
+    snprintf(mlist, sizeof mlist, "%s", maths);
+    for (char *save = NULL, *mname = strtok_r(mlist, ",", &save); mname;
+         mname = strtok_r(NULL, ",", &save)) {
+        int math = v3_math_by_name(mname);
+        if (math < 0) {
+            fprintf(stderr, "bench_gpu_ops: --math: unknown mode \"%s\" (fp32, tf32, bf16)\n", mname);
+            return 2;
         }
-        linear(&b, "expert.gate_up", rows_e, C, 2 * Ie);
-        linear(&b, "expert.down", rows_e, Ie, C);
-        experts_grouped(&b, "experts.gate_up", E, rows_e, C, 2 * Ie);
-        experts_grouped(&b, "experts.down", E, rows_e, Ie, C);
+        b.ctx.math = math;
+        if (qr) {
+            linear(&b, "q_a", T, C, qr);
+            linear(&b, "q_b", T, qr, H * dqk);
+        } else {
+            linear(&b, "q", T, C, H * dqk);
+        }
+        linear(&b, "kv_a", T, C, kvr + dr);
+        linear(&b, "kv_b", T, kvr, H * (dn + dv));
+        linear(&b, "o", T, H * dv, C);
+        if (E) {
+            linear(&b, "router", T, C, E);
+            if (Is) {
+                linear(&b, "shared.gate_up", T, C, 2 * Is);
+                linear(&b, "shared.down", T, Is, C);
+            }
+            linear(&b, "expert.gate_up", rows_e, C, 2 * Ie);
+            linear(&b, "expert.down", rows_e, Ie, C);
+            experts_grouped(&b, "experts.gate_up", E, rows_e, C, 2 * Ie);
+            experts_grouped(&b, "experts.down", E, rows_e, Ie, C);
+        }
+        linear(&b, "dense.gate_up", T, C, 2 * c.intermediate_size);
+        linear(&b, "dense.down", T, c.intermediate_size, C);
+        linear(&b, "head_chunk", chunk, C, V);
+        attention(&b, &c, T);
     }
-    linear(&b, "dense.gate_up", T, C, 2 * c.intermediate_size);
-    linear(&b, "dense.down", T, c.intermediate_size, C);
-    linear(&b, "head_chunk", chunk, C, V);
-    attention(&b, &c, T);
 
     cudaEventDestroy(b.e0);
     cudaEventDestroy(b.e1);

@@ -6,9 +6,10 @@
  *               [--recompute none|all|K] [--prompt F] [--separate] [--json] [--profile]
  *   bench_model --preset small --config-out config.json     (writes the preset's config.json)
  *   bench_model --preset small --seq 2048 --steps 0          (prints the memory plan only)
- *   bench_model --preset medium --seq 4096 --device cuda --adamw --fit --json
+ *   bench_model --preset medium --seq 4096 --device cuda --math bf16 --adamw --fit --json
  *
- * --device cuda runs on the CUDA backend (exit 77, "skipped", when the build or the machine has
+ * --math picks the device's arithmetic (kernels.h V3_MATH_*; default fp32, the exact mode; the
+ * CPU is always fp32). --device cuda runs on the CUDA backend (exit 77, "skipped", when the build or the machine has
  * none); --adamw adds the trainer's optimizer step (gradient norm, clip at 1, AdamW; its fp32
  * m and v are added to the plan) to the timed step; --fit halves the sequence until the model
  * (and the optimizer state) can be allocated, saying so, instead of failing. With --json the
@@ -220,6 +221,7 @@ static void random_weights(v3_model *m, uint64_t seed) {
 
 int main(int argc, char **argv) {
     const char *preset = "tiny", *recompute = "none", *config_out = NULL, *device = "cpu";
+    const char *math_name = "fp32";
     int64_t seq = 256, batch = 1;
     int steps = 3, threads = 0, json = 0, profile = 0, separate = 0, adamw = 0, fit = 0;
     double prompt = 0;
@@ -233,6 +235,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atof(argv[++i]);
         else if (!strcmp(argv[i], "--separate")) separate = 1;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--math") && i + 1 < argc) math_name = argv[++i];
         else if (!strcmp(argv[i], "--adamw")) adamw = 1;
         else if (!strcmp(argv[i], "--fit")) fit = 1;
         else if (!strcmp(argv[i], "--json")) json = 1;
@@ -241,7 +244,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: bench_model --preset NAME --seq T [--batch B] [--steps S] "
                             "[--threads N] [--recompute none|all|K] [--prompt F] [--separate] [--json] "
-                            "[--profile] [--device cpu|cuda] [--adamw] [--fit]\n");
+                            "[--profile] [--device cpu|cuda] [--math fp32|tf32|bf16] [--adamw] [--fit]\n");
             return 2;
         }
     }
@@ -277,6 +280,11 @@ int main(int argc, char **argv) {
         return 77;
     }
     if (be != v3_backend_cpu()) sync_ctx = &ctx;
+    if (v3_math_by_name(math_name) < 0) {
+        fprintf(stderr, "bench_model: unknown --math \"%s\" (fp32, tf32, bf16)\n", math_name);
+        return 2;
+    }
+    if (be != v3_backend_cpu()) ctx.math = v3_math_by_name(math_name); /* the CPU is fp32 */
     v3_backend prof_be;
     if (profile) {
         prof_base = ctx.be;
@@ -399,10 +407,10 @@ int main(int argc, char **argv) {
                "\"recompute_layers\": %d, \"prompt\": %.3f, \"fused\": %d, \"loss\": %.6f, "
                "\"step_s\": %.4f, \"best_s\": %.4f, \"cpu_s\": %.4f, \"tokens_per_s\": %.1f, "
                "\"plan_mib\": %.1f, \"arena_mib\": %.1f, \"peak_rss_mib\": %.1f, "
-               "\"rss_over_plan\": %.4f, \"device\": \"%s\", \"adamw\": %d, \"device_used_mib\": %s}\n",
+               "\"rss_over_plan\": %.4f, \"device\": \"%s\", \"math\": \"%s\", \"adamw\": %d, \"device_used_mib\": %s}\n",
                preset, (long long)seq, (long long)batch, threads, n_re, prompt, !separate, loss, mean,
                best, cpu_total / steps, N / mean, plan_mib, m.arena.planned / 1048576.0, used_mib,
-               used_mib / plan_mib, device, adamw, dev_used);
+               used_mib / plan_mib, device, v3_math_name(ctx.math), adamw, dev_used);
     else if (dev0 < 0)
         printf("v3tune cpu: %s seq %lld batch %lld%s: loss %.4f, %s%s %.3f s/step (best %.3f), "
                "%.1f tokens/s\nmemory: plan %.1f MiB, peak RSS above start %.1f MiB (%.1f%% of plan)\n",

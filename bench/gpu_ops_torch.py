@@ -34,7 +34,7 @@ def layer_shapes(c, T):
     dqk, qr, kvr = dn + dr, c.get("q_lora_rank") or 0, c["kv_lora_rank"]
     E, K, Ie = c.get("n_routed_experts") or 0, c["num_experts_per_tok"], c["moe_intermediate_size"]
     Is, V, I = Ie * (c.get("n_shared_experts") or 0), c["vocab_size"], c["intermediate_size"]
-    chunk = min(max((8 << 20) // V, 16), 1024)  # the model's automatic loss chunk (model/model.c)
+    chunk = min(max((256 << 20) // V, 16), 4096)  # the model's automatic loss chunk on a device (model/model.c)
     lin = [("q_a", T, C, qr), ("q_b", T, qr, H * dqk)] if qr else [("q", T, C, H * dqk)]
     lin += [("kv_a", T, C, kvr + dr), ("kv_b", T, kvr, H * (dn + dv)), ("o", T, H * dv, C)]
     grouped = []

@@ -82,22 +82,25 @@ def kernels_section(rows, out):
                     return r
         return None
 
-    cases = [r["case"] for r in ours] or sorted({r["case"] for r in torch_rows if r.get("op") != "ceiling"})
-    out.append("| case | shape | ours fp32 ms | ours TFLOP/s | torch fp32 ms | torch tf32 ms | torch bf16 ms "
-               "| torch bf16 TFLOP/s | ours / torch fp32 | ours / torch bf16 |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cases = list(dict.fromkeys(r["case"] for r in ours)) or \
+        sorted({r["case"] for r in torch_rows if r.get("op") != "ceiling"})
+    out.append("| case | shape | ours fp32 ms | ours bf16 ms | ours bf16 TFLOP/s | torch fp32 ms | torch tf32 ms "
+               "| torch bf16 ms | torch bf16 TFLOP/s | ours / torch fp32 | ours / torch bf16 (bf16) |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
-        o = next((r for r in ours if r["case"] == case), {})
+        o32 = next((r for r in ours if r["case"] == case and r.get("dtype", "fp32") == "fp32"), {})
+        o16 = next((r for r in ours if r["case"] == case and r.get("dtype") == "bf16"), {})
         f32, t32, b16 = (torch_pick(case, d) for d in ("fp32", "tf32", "bf16"))
-        shape = o.get("shape") or (f32 or b16 or {}).get("shape") or \
+        shape = o32.get("shape") or o16.get("shape") or (f32 or b16 or {}).get("shape") or \
             " ".join(f"{k}={(f32 or b16 or {}).get(k)}" for k in ("E", "M", "N", "K") if (f32 or b16 or {}).get(k))
-        if "error" in o:
-            out.append(f"| {case} | {shape} | error: {o['error']} | | | | | | | |")
+        err = o32.get("error") or o16.get("error")
+        if err:
+            out.append(f"| {case} | {shape} | error: {err} | | | | | | | | |")
             continue
-        ms = o.get("ms")
-        r32 = f"{ms / f32['ms']:.2f}×" if ms and f32 else "—"
-        r16 = f"{ms / b16['ms']:.2f}×" if ms and b16 else "—"
-        out.append(f"| {case} | {shape} | {fmt(ms, 3)} | {fmt(o.get('tflops'), 1)} | "
+        ms32, ms16 = o32.get("ms"), o16.get("ms")
+        r32 = f"{ms32 / f32['ms']:.2f}×" if ms32 and f32 else "—"
+        r16 = f"{ms16 / b16['ms']:.2f}×" if ms16 and b16 else "—"
+        out.append(f"| {case} | {shape} | {fmt(ms32, 3)} | {fmt(ms16, 3)} | {fmt(o16.get('tflops'), 1)} | "
                    f"{fmt(f32 and f32['ms'], 3)} | {fmt(t32 and t32['ms'], 3)} | {fmt(b16 and b16['ms'], 3)} | "
                    f"{fmt(b16 and b16['tflops'], 1)} | {r32} | {r16} |")
     att = [r for r in torch_rows if r.get("op", "").startswith("attention")]
@@ -142,9 +145,14 @@ def sft_section(c, sft, ceiling, out):
         mfu = tf / ceiling if ceiling else None
         mfu_h = tps * (body + head) * 1e-12 / ceiling if ceiling else None
         if r["impl"] == "v3tune":
-            dtype = "fp32"
+            dtype = r.get("math", "fp32")
             impl = f"v3tune ({r.get('device', 'cpu')} backend)" + (" + AdamW" if r.get("adamw") else "")
-            how = "warp-per-query / cuBLAS per expert" if r.get("device") == "cuda" else "ours"
+            if r.get("device") != "cuda":
+                how = "ours"
+            elif dtype == "fp32":
+                how = "warp-per-query / cuBLAS per expert"
+            else:
+                how = "tiled tensor-core / cuBLAS grouped"
             mem = r.get("device_used_mib")
             mem_s = f"{fmt(mem, 0)} in use (plan {fmt(r.get('plan_mib'), 0)})"
         else:
@@ -201,7 +209,7 @@ def main():
                    f" ({env.get('sms', '?')} SMs, CUDA {env.get('cuda', '?')}, cuDNN {env.get('cudnn', '?')}).\n")
     out.append(f"bf16 matrix-product ceiling (torch.matmul 8192³): "
                f"{fmt(ceiling, 1) + ' TFLOP/s' if ceiling else 'not measured in this run'}.\n")
-    out.append("## Kernels: one layer's GEMMs and attention (ours fp32 vs PyTorch)\n")
+    out.append("## Kernels: one layer's GEMMs and attention (ours in fp32 and bf16 math vs PyTorch)\n")
     kernels_section(kern, out)
     out.append("\n## SFT step (forward, backward, clip, AdamW)\n")
     sft_section(c, sft, ceiling, out)

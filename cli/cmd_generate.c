@@ -46,6 +46,9 @@ static const char *USAGE =
     "  --max-seqs N          sequences decoded at once (256)\n"
     "  --block-size N        tokens per cache block (16)\n"
     "  --threads N           CPU threads (all cores)\n"
+    "  --device D            auto | cpu | cuda (auto: cuda when a GPU is present)\n"
+    "  --math M              auto | fp32 | tf32 | bf16: GPU arithmetic (auto = bf16; the CPU\n"
+    "                        is always fp32, where recorded logprobs are trainer-exact)\n"
     "  --tokenizer DIR       tokenizer files (default: the model dir if it has tokenizer.json,\n"
     "                        else the DeepSeek-V3 tokenizer of the shared data)\n"
     "\n"
@@ -61,7 +64,7 @@ typedef struct prow {
 } prow;
 
 typedef struct gen_args {
-    const char *model, *prompts, *out, *run, *tok_dir, *tmpl;
+    const char *model, *prompts, *out, *run, *tok_dir, *tmpl, *device, *math;
     int n, top_k, stream, mtp, threads;
     float temperature, top_p, min_p;
     int64_t max_new, max_live, max_step, max_seqs, block;
@@ -88,6 +91,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         else if (!strcmp(k, "--run")) { NEED_V(); a->run = v; }
         else if (!strcmp(k, "--tokenizer")) { NEED_V(); a->tok_dir = v; }
         else if (!strcmp(k, "--template")) { NEED_V(); a->tmpl = v; }
+        else if (!strcmp(k, "--device")) { NEED_V(); a->device = v; }
+        else if (!strcmp(k, "--math")) { NEED_V(); a->math = v; }
         else if (!strcmp(k, "--stream")) a->stream = 1;
         else if (!strcmp(k, "--mtp")) a->mtp = 1;
         else if (!strcmp(k, "--stop")) {
@@ -424,7 +429,7 @@ int v3_cmd_generate(int argc, char **argv) {
         }
         goto done;
     }
-    if (v3_kctx_init(&ctx, v3_backend_cpu(), a.threads, &err)) goto fail;
+    if (v3_kctx_open(&ctx, a.device, a.math, a.threads, &err)) goto fail;
     have_ctx = 1;
     v3_model_options mo = v3_model_default_options();
     mo.training = 0;

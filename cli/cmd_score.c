@@ -16,6 +16,7 @@
 
 static const char *USAGE =
     "usage: v3tune score --model DIR --data FILE [--json] [--threads N] [--batch-tokens N]\n"
+    "                    [--device auto|cpu|cuda] [--math auto|fp32|tf32|bf16]\n"
     "\n"
     "Prints the mean loss (nats per scored token) and the perplexity of the model in DIR (a\n"
     "Hugging Face directory: config.json + safetensors) over FILE, a JSONL file whose rows hold\n"
@@ -27,6 +28,9 @@ static const char *USAGE =
     "                    (tokens = scored targets; loss null when none); summary on stderr\n"
     "  --threads N       CPU threads (default: all cores)\n"
     "  --batch-tokens N  tokens packed per forward pass (default 4096, at least the longest row)\n"
+    "  --device D        auto (cuda when a GPU is present), cpu or cuda\n"
+    "  --math M          GPU arithmetic: auto (= bf16), fp32 (exact), tf32 or bf16; the CPU\n"
+    "                    always computes in fp32\n"
     "\n"
     "A bad row is reported as FILE:LINE: reason and skipped; the exit code is then 1.\n";
 
@@ -157,13 +161,17 @@ int v3_cmd_score(int argc, char **argv) {
         fputs(USAGE, stdout);
         return V3_EXIT_OK;
     }
-    const char *model_dir = NULL, *data = NULL;
+    const char *model_dir = NULL, *data = NULL, *device = "auto", *math = "auto";
     int json = 0, threads = 0;
     int64_t batch_tokens = 4096;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) {
             json = 1;
+        } else if ((strcmp(a, "--device") == 0 || strcmp(a, "--math") == 0)) {
+            if (i + 1 >= argc) return v3_cli_usage_error("score", "%s needs a value", a);
+            if (strcmp(a, "--device") == 0) device = argv[++i];
+            else math = argv[++i];
         } else if ((strcmp(a, "--model") == 0 || strcmp(a, "--data") == 0 ||
                     strcmp(a, "--threads") == 0 || strcmp(a, "--batch-tokens") == 0)) {
             if (i + 1 >= argc) return v3_cli_usage_error("score", "%s needs a value", a);
@@ -210,7 +218,7 @@ int v3_cmd_score(int argc, char **argv) {
         status = v3_cli_fail("score", "%s: no rows to score", data);
         goto out;
     }
-    if (v3_kctx_init(&ctx, v3_backend_cpu(), threads, &err)) {
+    if (v3_kctx_open(&ctx, device, math, threads, &err)) {
         status = v3_cli_fail("score", "%s", err.msg);
         goto out;
     }

@@ -50,6 +50,7 @@ static int map_config(const v3_cfg *c, v3_sft_opts *o, v3_err *err) {
     GETS("model.dir", o->model_dir);
     GETS("run.dir", o->run_dir);
     GETS("device", o->device);
+    GETS("math", o->math);
     GETS("data.format", o->format);
     GETS("data.template", o->template_name);
     if (!rc && !(rc = v3_cfg_get_string(c, "data.mask", &s, err))) o->mask_last = !strcmp(s, "last");

@@ -42,13 +42,7 @@ static void local_free(void *impl) {
 
 /* The accelerator when the build has one and a device answers, else the CPU. */
 static int make_ctx(local_teacher *l, v3_err *err) {
-    const v3_backend *be = v3_backend_cuda();
-    v3_err e2;
-    if (be && !v3_kctx_init(&l->ctx, be, 0, &e2)) {
-        l->have_ctx = 1;
-        return V3_OK;
-    }
-    int rc = v3_kctx_init(&l->ctx, v3_backend_cpu(), 0, err);
+    int rc = v3_kctx_open(&l->ctx, "auto", "auto", 0, err);
     l->have_ctx = !rc;
     return rc;
 }

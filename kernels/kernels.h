@@ -34,11 +34,22 @@ extern "C" {
 
 typedef struct v3_backend v3_backend;
 
+/* Arithmetic of the CUDA backend's matrix products and attention (v3_kctx.math). The CPU backend
+ * is always fp32 and ignores it. FP32 is the exact mode the parity tests use (no TF32); TF32 keeps
+ * fp32 storage and runs products on the tensor cores with a 10-bit mantissa; BF16 rounds both
+ * operands of every product to bf16 and accumulates in fp32 (outputs, norms, softmax statistics,
+ * losses, gradients and optimizer state stay fp32: DESIGN §4). */
+enum { V3_MATH_FP32 = 0, V3_MATH_TF32 = 1, V3_MATH_BF16 = 2 };
+/* "fp32" | "tf32" | "bf16" -> V3_MATH_*, -1 if unknown; and back ("?" if out of range). */
+int v3_math_by_name(const char *name);
+const char *v3_math_name(int math);
+
 /* Execution context: first argument of every op. Owns the backend's private state. */
 typedef struct v3_kctx {
     const v3_backend *be;
     void *impl;      /* backend state: thread count, cuBLASLt handle and stream, ... */
     int n_threads;   /* CPU threads (OpenMP); 0 = all cores */
+    int math;        /* V3_MATH_*: set after v3_kctx_init (which sets FP32), read by every op */
     v3_err err;      /* first failure since the last v3k_check(), code V3_OK if none */
 } v3_kctx;
 
@@ -247,6 +258,10 @@ const v3_backend *v3_backend_cuda(void);
 const v3_backend *v3_backend_by_name(const char *name);
 
 int v3_kctx_init(v3_kctx *ctx, const v3_backend *be, int n_threads, v3_err *err);
+/* A context from the user's words: device "auto" (CUDA when compiled in and a device answers,
+ * else the CPU), "cpu" or "cuda" (an error when unavailable; NULL = auto); math "auto" (bf16 on a
+ * device, fp32 on the CPU), "fp32", "tf32" or "bf16" (NULL = auto). */
+int v3_kctx_open(v3_kctx *ctx, const char *device, const char *math, int n_threads, v3_err *err);
 void v3_kctx_free(v3_kctx *ctx);
 /* Returns the sticky error (copied into err) and clears it. Synchronises the device. */
 int v3k_check(v3_kctx *ctx, v3_err *err);

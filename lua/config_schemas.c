@@ -13,6 +13,10 @@ const v3_cfg_key v3_cfg_keys_common[] = {
     {"run.meta", V3_CFG_TABLE, "{}", "free-form metadata stored with the run (not checked)", 0, NULL},
     {"device", V3_CFG_STRING, "auto", "where to compute: auto picks cuda when a GPU is present", 0,
      "auto|cpu|cuda"},
+    {"math", V3_CFG_STRING, "auto",
+     "arithmetic of the GPU's matrix products and attention: auto = bf16 there (fp32 storage, "
+     "master weights and optimizer state); fp32 is exact; the CPU always computes in fp32", 0,
+     "auto|fp32|tf32|bf16"},
     {"train.seed", V3_CFG_INT, "1234", "seed of every random stream (data order, dropout, sampling)", 0, NULL},
     {"optim.lr", V3_CFG_NUMBER, "1e-5", "peak learning rate of AdamW", 0, NULL},
     {"optim.betas", V3_CFG_NUMBER_LIST, "0.9,0.95", "AdamW beta1, beta2", 0, NULL},

@@ -271,13 +271,17 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
     m->opt.recompute = NULL;
     m->ctx = ctx;
     m->max_tokens = max_tokens;
-    /* auto: about 32 MiB of fp32 logits per chunk (64 tokens at V = 129280), 16..1024 tokens */
+    /* auto: about 32 MiB of fp32 logits per chunk (64 tokens at V = 129280, 16..1024 tokens) in
+     * host memory, where the chunk stays in cache; about 1 GiB (2076 tokens, 16..4096) on a device,
+     * where a 64-row head GEMM would leave most of the GPU idle and each chunk re-reads (and in
+     * bf16 re-rounds) the whole lm_head */
     if (m->opt.loss_chunk > 0) {
         m->loss_chunk = m->opt.loss_chunk;
     } else {
-        m->loss_chunk = (8 << 20) / cfg->vocab_size;
+        int dev = ctx && ctx->be && !ctx->be->host_visible;
+        m->loss_chunk = (int64_t)(dev ? 256 << 20 : 8 << 20) / cfg->vocab_size;
         if (m->loss_chunk < 16) m->loss_chunk = 16;
-        if (m->loss_chunk > 1024) m->loss_chunk = 1024;
+        if (m->loss_chunk > (dev ? 4096 : 1024)) m->loss_chunk = dev ? 4096 : 1024;
     }
     if (m->loss_chunk > max_tokens) m->loss_chunk = max_tokens;
     if (m->opt.mtp) {

@@ -16,7 +16,7 @@
 # Environment: OUT (default out/gpu), V3_GPU_BUILD (build-gpu), V3_GPU_DEPS_PREFIX (/opt/v3deps:
 # never / itself, which the device notes warn can break), V3_GPU_CUDA (ON), V3_GPU_TARGETS ("all"
 # builds everything), V3_GPU_PRESET (medium), V3_GPU_SEQ (4096), V3_GPU_STEPS (3),
-# V3_GPU_HF_DTYPES ("bf16 fp32"), V3_GPU_CUBLAS (auto; "pip" forces PyTorch's cuBLAS), V3_PYTHON
+# V3_GPU_HF_DTYPES ("bf16 fp32"), V3_GPU_MATHS (our modes, "bf16 fp32"), V3_GPU_CUBLAS (auto; "pip" forces PyTorch's cuBLAS), V3_PYTHON
 # (python3), V3_GPU_DEADLINE (575: seconds after which no step starts, and every step's time
 # limit is cut to end before it, so that the tool's 10-minute limit never kills the script with
 # its summary unwritten; summary.md is rewritten after every stage anyway).
@@ -48,6 +48,7 @@ case $prefix in /*) ;; *) prefix="$root/$prefix" ;; esac
 py=${V3_PYTHON:-python3}
 nvcc=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
 hf_dtypes=${V3_GPU_HF_DTYPES:-bf16 fp32}
+v3_maths=${V3_GPU_MATHS:-bf16 fp32} # our math modes in the sft stage; the first one is profiled
 arch=x86_64-linux-gnu
 libdirs="$prefix/usr/lib/$arch:$prefix/usr/lib/$arch/openblas-pthread:$prefix/lib/$arch"
 
@@ -285,11 +286,13 @@ do_sft() {
   [ "$dry" = 1 ] && dev=cpu && dry_arg=(--dry-run)
   echo "# $(date -u '+%F %T UTC') sft: preset $preset, seq $seq, $steps timed steps" > "$log"
   write_config >> "$log" 2>&1 || rc=1
-  echo "== v3tune: bench_model --device $dev --adamw --fit (the plan first)" >> "$log"
-  withdeps timeout "$(tl 300)" "$build/bench/bench_model" --preset "$preset" --seq "$seq" --steps "$steps" \
-    --device "$dev" --adamw --fit --json >> "$jl" 2>> "$log"
-  r=$?
-  [ $r -ne 0 ] && [ $r -ne 77 ] && rc=1 && echo "bench_model exited $r" >> "$log"
+  for m in $v3_maths; do
+    echo "== v3tune: bench_model --device $dev --math $m --adamw --fit (the plan first)" >> "$log"
+    withdeps timeout "$(tl 200)" "$build/bench/bench_model" --preset "$preset" --seq "$seq" --steps "$steps" \
+      --device "$dev" --math "$m" --adamw --fit --json >> "$jl" 2>> "$log"
+    r=$?
+    [ $r -ne 0 ] && [ $r -ne 77 ] && rc=1 && echo "bench_model ($m) exited $r" >> "$log"
+  done
   grep -E 'does not fit|^total|optimizer state' "$log"
   # the MFU denominator, measured in this call (the kernels stage may have run in another)
   PYTHONUNBUFFERED=1 timeout "$(tl 90)" "$py" bench/gpu_ops_torch.py --config "$config" --only ceiling \
@@ -304,7 +307,7 @@ do_sft() {
   if [ "${V3_GPU_PROFILE:-1}" = 1 ]; then # where our step's time goes, op by op (synchronised)
     echo "== v3tune: bench_model --profile (1 warm-up + 1 step, each op timed after a device sync)" >> "$log"
     withdeps timeout "$(tl 180)" "$build/bench/bench_model" --preset "$preset" --seq "$seq" --steps 1 \
-      --device "$dev" --adamw --fit --profile >> "$log" 2>&1 || echo "bench_model --profile exited $?" >> "$log"
+      --device "$dev" --math "${v3_maths%% *}" --adamw --fit --profile >> "$log" 2>&1 || echo "bench_model --profile exited $?" >> "$log"
   fi
   [ $rc -ne 0 ] && tail -n 15 "$log"
   stage_done sft "$([ $rc -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - t0))

@@ -15,20 +15,7 @@
 #include "trainer/grpo_internal.h"
 
 static int make_ctx(grpo *g, v3_err *err) {
-    const char *dev = g->o->device ? g->o->device : "auto";
-    const v3_backend *be = NULL;
-    if (!strcmp(dev, "cuda") || !strcmp(dev, "auto")) be = v3_backend_cuda();
-    if (be) {
-        v3_err e2;
-        if (!v3_kctx_init(&g->ctx, be, g->o->threads, &e2)) {
-            g->have_ctx = 1;
-            return V3_OK;
-        }
-        if (!strcmp(dev, "cuda")) return v3_errf(err, V3_EDEVICE, "device cuda: %s", e2.msg);
-    } else if (!strcmp(dev, "cuda")) {
-        return v3_errf(err, V3_EUNSUPPORTED, "device cuda: this build has no CUDA backend");
-    }
-    int rc = v3_kctx_init(&g->ctx, v3_backend_cpu(), g->o->threads, err);
+    int rc = v3_kctx_open(&g->ctx, g->o->device, g->o->math, g->o->threads, err);
     g->have_ctx = !rc;
     return rc;
 }
@@ -200,12 +187,14 @@ static int setup(grpo *g, v3_err *err) {
     if (o->log)
         fprintf(o->log,
                 "grpo: %s, %lld steps x %d prompts x %d samples, %lld new tokens at T=%g, loss %s, eps "
-                "%g/%g, beta %g%s, mu %d x %d mini-batches, lr %g %s, device %s\n",
+                "%g/%g, beta %g%s, mu %d x %d mini-batches, lr %g %s, device %s%s%s\n",
                 o->model_dir, (long long)g->total_steps, o->prompts_per_step, o->group_size,
                 (long long)o->max_new_tokens, (double)o->sampling.temperature,
                 v3_grpo_loss_type_name(o->loss.type), o->loss.eps_low, o->loss.eps_high, o->loss.beta,
                 o->dynamic_sampling ? ", dynamic sampling" : "", o->mu, o->mini_batches, o->sched.lr,
-                v3_schedule_kind_name(o->sched.kind), g->ctx.be->name);
+                v3_schedule_kind_name(o->sched.kind), g->ctx.be->name,
+                g->ctx.be->host_visible ? "" : ", math ",
+                g->ctx.be->host_visible ? "" : v3_math_name(g->ctx.math));
     return V3_OK;
 }
 

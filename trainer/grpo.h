@@ -58,6 +58,7 @@ typedef struct v3_grpo_opts {
     const char *tokenizer_dir;   /* NULL: model_dir when it holds tokenizer.json, else the default */
     const char *ref_dir;         /* reference model (beta > 0); NULL or "": model_dir */
     const char *device;          /* auto | cpu | cuda */
+    const char *math;            /* auto | fp32 | tf32 | bf16 (v3_kctx_open; NULL = auto) */
     int threads;                 /* CPU threads, 0 = all */
     uint64_t seed;
 

@@ -13,6 +13,7 @@
 void v3_grpo_opts_default(v3_grpo_opts *o) {
     memset(o, 0, sizeof *o);
     o->device = "auto";
+    o->math = "auto";
     o->seed = 1234;
     o->prompt_field = "prompt";
     o->chat = 1;
@@ -172,6 +173,7 @@ int v3_grpo_opts_from_cfg(const v3_cfg *c, v3_grpo_opts *o, v3_grpo_cfg_hold *h,
     GETS("model.dir", o->model_dir);
     GETS("run.dir", o->run_dir);
     GETS("device", o->device);
+    GETS("math", o->math);
     GETI("train.seed", o->seed);
     GETI("train.threads", o->threads);
     GETI("train.log_every", o->log_every);

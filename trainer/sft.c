@@ -39,6 +39,7 @@ void v3_sft_opts_default(v3_sft_opts *o) {
     o->guard_window = 50;
     o->guard_max_bad = 10;
     o->device = "auto";
+    o->math = "auto";
     o->tty = -1;
     o->log_every = 10;
 }
@@ -70,20 +71,7 @@ typedef struct sft {
 } sft;
 
 static int make_ctx(sft *s, v3_err *err) {
-    const char *dev = s->o->device ? s->o->device : "auto";
-    const v3_backend *be = NULL;
-    if (!strcmp(dev, "cuda") || !strcmp(dev, "auto")) be = v3_backend_cuda();
-    if (be) {
-        v3_err e2;
-        if (!v3_kctx_init(&s->ctx, be, s->o->threads, &e2)) {
-            s->have_ctx = 1;
-            return V3_OK;
-        }
-        if (!strcmp(dev, "cuda")) return v3_errf(err, V3_EDEVICE, "device cuda: %s", e2.msg);
-    } else if (!strcmp(dev, "cuda")) {
-        return v3_errf(err, V3_EUNSUPPORTED, "device cuda: this build has no CUDA backend");
-    }
-    int rc = v3_kctx_init(&s->ctx, v3_backend_cpu(), s->o->threads, err);
+    int rc = v3_kctx_open(&s->ctx, s->o->device, s->o->math, s->o->threads, err);
     s->have_ctx = !rc;
     return rc;
 }
@@ -284,10 +272,12 @@ static int setup(sft *s, v3_err *err) {
     if (o->log)
         fprintf(o->log,
                 "sft: %s, %d x %d tokens per micro-batch, grad_accum %lld, %lld steps (%llu train "
-                "docs%s), lr %g %s, device %s\n",
+                "docs%s), lr %g %s, device %s%s%s\n",
                 o->model_dir, s->B, s->T, (long long)o->grad_accum, (long long)s->total_steps,
                 (unsigned long long)s->train.n_docs, s->have_eval ? ", eval on" : "", o->sched.lr,
-                v3_schedule_kind_name(o->sched.kind), s->ctx.be->name);
+                v3_schedule_kind_name(o->sched.kind), s->ctx.be->name,
+                s->ctx.be->host_visible ? "" : ", math ",
+                s->ctx.be->host_visible ? "" : v3_math_name(s->ctx.math));
     if (o->log && (o->router_gamma > 0 || o->balance_alpha > 0 || mo.mtp))
         fprintf(o->log, "moe: router bias gamma %g, balance alpha %g, mtp lambda %g%s\n",
                 o->router_gamma, o->balance_alpha, o->mtp_lambda,

@@ -52,6 +52,7 @@ typedef struct v3_sft_opts {
     const char *config_json;     /* resolved config stored with the run (may be NULL) */
     const char *config_lua;      /* written to run_dir/config.lua (may be NULL) */
     const char *device;          /* auto | cpu | cuda */
+    const char *math;            /* auto | fp32 | tf32 | bf16 (v3_kctx_open; NULL = auto) */
     int threads;                 /* CPU threads, 0 = all */
     FILE *log;                   /* progress and messages (NULL = quiet) */
     int tty;                     /* -1 auto, 0 plain lines, 1 live line */

@@ -86,6 +86,9 @@ extern "C" int v3_cuda_state_init(v3_kctx *ctx, v3_err *err) {
     STEP_BLAS(cublasSetMathMode(st->blas, CUBLAS_PEDANTIC_MATH));
     /* a fixed user workspace makes cuBLAS's choice of algorithm (and so its bits) reproducible */
     STEP_BLAS(cublasSetWorkspace(st->blas, st->workspace, st->workspace_bytes));
+    STEP_BLAS(cublasCreate(&st->blas_fast));
+    STEP_BLAS(cublasSetStream(st->blas_fast, st->stream));
+    STEP_BLAS(cublasSetWorkspace(st->blas_fast, st->workspace, st->workspace_bytes));
     STEP_BLAS(cublasLtCreate(&st->lt));
 #undef STEP_CU
 #undef STEP_BLAS
@@ -106,8 +109,10 @@ extern "C" void v3_cuda_state_free(v3_kctx *ctx) {
     if (!ctx || !ctx->impl) return;
     v3_cuda_state *st = cu_state(ctx);
     if (st->stream) cudaStreamSynchronize(st->stream);
+    cu_lt_free(st);
     if (st->lt) cublasLtDestroy(st->lt);
     if (st->blas) cublasDestroy(st->blas);
+    if (st->blas_fast) cublasDestroy(st->blas_fast);
     if (st->flags) cudaFree(st->flags);
     if (st->scratch) cudaFree(st->scratch);
     if (st->pinned) cudaFreeHost(st->pinned);

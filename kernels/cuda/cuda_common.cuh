@@ -10,6 +10,7 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -18,11 +19,29 @@ extern "C" {
 }
 #include "kernels/cuda/cuda_ops.h"
 
+/* A cuBLASLt call (column-major, cu_lt.cu): what makes two calls share a plan. */
+typedef struct cu_lt_key {
+    int math;                 /* V3_MATH_TF32 or V3_MATH_BF16 */
+    int ta, tb;               /* transposes of A and B */
+    int64_t m, n, k, lda, ldb, ldc;
+    int64_t sa, sb, sc, batch; /* strided batch (batch 1: strides unused, keep 0) */
+} cu_lt_key;
+
+typedef struct cu_lt_plan {
+    cu_lt_key key;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t Ad, Bd, Cd;
+    cublasLtMatmulAlgo_t algo;
+} cu_lt_plan;
+
+enum { CU_LT_PLANS = 256 }; /* a model step meets a few dozen shapes per math mode */
+
 /* Device state, owned by ctx->impl (created by v3_cuda_state_init). */
 typedef struct v3_cuda_state {
     int device;
     cudaStream_t stream;       /* every op of this context runs on it, in call order */
     cublasHandle_t blas;       /* pedantic fp32 math: no TF32 */
+    cublasHandle_t blas_fast;  /* default math: the grouped GEMMs of the TF32/BF16 modes */
     cublasLtHandle_t lt;       /* for the later bf16/fp8 GEMMs */
     void *workspace;           /* cuBLAS workspace (fixed, so cuBLAS picks the same algorithms) */
     size_t workspace_bytes;
@@ -31,6 +50,10 @@ typedef struct v3_cuda_state {
     void *scratch;             /* device scratch of the ops, grown on demand, never shrunk */
     size_t scratch_bytes;
     int *flags;                /* device: bad-input flags of asynchronous ops (CU_FLAG_*) */
+    cu_lt_plan plans[CU_LT_PLANS]; /* cuBLASLt plans of the fast math modes (cu_lt.cu) */
+    int n_plans, next_evict;
+    int grouped_bf16;          /* cublasGemmGroupedBatchedEx takes bf16 x bf16 -> fp32:
+                                * 0 untried, 1 yes, -1 no (then one cuBLASLt call per problem) */
 } v3_cuda_state;
 
 /* Bits of v3_cuda_state.flags: an op that finds invalid input on the device (index out of range)
@@ -59,6 +82,13 @@ int cublas_check_(v3_kctx *ctx, cublasStatus_t s, const char *stmt, const char *
 void *cu_scratch(v3_kctx *ctx, size_t bytes);
 /* Host staging buffer (pinned when possible) for copying small results back. */
 void *cu_pinned(v3_kctx *ctx, size_t bytes);
+
+/* fp32 -> compact bf16 (cu_lt.cu); cuBLASLt matmul of a cached plan; free the plans. */
+extern "C" void cu_to_bf16(v3_kctx *ctx, __nv_bfloat16 *dst, const float *src, int64_t rows,
+                           int64_t cols, int64_t ld, int64_t stride, int64_t batch);
+extern "C" void cu_lt_matmul(v3_kctx *ctx, const cu_lt_key *k, float alpha, const void *A,
+                             const void *B, float beta, float *C);
+extern "C" void cu_lt_free(v3_cuda_state *st);
 
 /* Work sizes: the op ABI is int64; kernels index with int64 throughout. */
 static inline unsigned cu_blocks(int64_t n, int threads) {

@@ -21,6 +21,16 @@
 /* Tolerance for other backends against the CPU: normalised error of fp32 results computed with a
  * different summation order (and FMA); generous enough for cuBLAS/TF32-free fp32 kernels. */
 #define DEV_TOL 1e-4
+/* Ops whose products follow the device's math mode (kernels.h V3_MATH_*): the three GEMMs and
+ * attention. BF16 rounds both operands of every product (relative error ≤ 2^-9 each, about
+ * 1.6e-3 rms on a sum of random products; attention also rounds P): 2e-2 leaves ~10× margin.
+ * TF32 (a 10-bit mantissa, 2^-11): 4e-3. FP32: DEV_TOL. */
+#define BF16_TOL 2e-2
+#define TF32_TOL 4e-3
+static double oc_prod_tol(const oc_env *E) {
+    if (!E->dev_ok || E->dev.be == v3_backend_cpu()) return DEV_TOL;
+    return E->dev.math == V3_MATH_BF16 ? BF16_TOL : E->dev.math == V3_MATH_TF32 ? TF32_TOL : DEV_TOL;
+}
 /* Finite differences: fp32 analytic gradients against double central differences with step
  * 1e-4 (truncation ~h² ≈ 1e-8 relative); the fp32 rounding of the analytic side dominates. */
 #define FD_TOL 1e-4
@@ -109,7 +119,7 @@ static void test_gemm(oc_env *E) {
         snprintf(name, sizeof name, "gemm ta=%d tb=%d %lldx%lldx%lld", c.ta, c.tb, (long long)c.M,
                  (long long)c.N, (long long)c.K);
         int64_t n;
-        float *out = oc_run(E, OP_gemm, name, run_gemm, &c, c.M * c.ldc, DEV_TOL, &n);
+        float *out = oc_run(E, OP_gemm, name, run_gemm, &c, c.M * c.ldc, oc_prod_tol(E), &n);
         double *ref = malloc((size_t)n * 8);
         ref_gemm(&c, c.A, c.B, c.C0, ref);
         /* fp32 sums of K <= 300 products of N(0,1) values: relative error ~1e-7, bound 1e-5 */
@@ -209,7 +219,7 @@ static void test_gemm_strided_batched(oc_env *E) {
         char name[64];
         snprintf(name, sizeof name, "gemm_strided_batched v%d", v);
         int64_t n;
-        float *out = oc_run(E, OP_gemm_strided_batched, name, run_gemm_sb, &c, nC, DEV_TOL, &n);
+        float *out = oc_run(E, OP_gemm_strided_batched, name, run_gemm_sb, &c, nC, oc_prod_tol(E), &n);
         double *ref = malloc((size_t)nC * 8);
         for (int64_t i = 0; i < nC; i++) ref[i] = g->C0[i]; /* gaps between matrices untouched */
         for (int64_t bt = 0; bt < c.batch; bt++)
@@ -269,7 +279,7 @@ static void test_gemm_grouped(oc_env *E) {
         }
         char name[64];
         snprintf(name, sizeof name, "gemm_grouped ta=%d tb=%d beta=%g", c.ta, c.tb, c.beta);
-        float *out = oc_run(E, OP_gemm_grouped, name, run_gemm_grouped, &c, total, DEV_TOL, NULL);
+        float *out = oc_run(E, OP_gemm_grouped, name, run_gemm_grouped, &c, total, oc_prod_tol(E), NULL);
         double *ref = malloc((size_t)total * 8);
         int64_t off = 0;
         for (int g = 0; g < 5; g++) {
@@ -683,7 +693,7 @@ static void test_attention(oc_env *E) {
                  (long long)c.Tk, (long long)H, (long long)c.dq, c.Hk == 1 ? " k-broadcast" : "");
         int64_t n;
         float *out = oc_run(E, OP_attention_fwd, name, run_attn_fwd, &c, T * H * (c.dv + 1),
-                            DEV_TOL, &n);
+                            oc_prod_tol(E), &n);
         double *p = attn_compact(&c), *ref = malloc((size_t)n * 8);
         ref_attn(&c, p, ref, ref + T * H * c.dv);
         /* fp32 dots of <= 192 terms and fp32 exponentials: ~1e-7 relative, bound 1e-5 */
@@ -704,7 +714,7 @@ static void test_attention(oc_env *E) {
         c.R = oc_randn(E, T * H * c.dv, 1.0f);
         c.out = out, c.lse = out + T * H * c.dv;
         int64_t nq = T * H * c.dq, nk = c.Tk * H * c.dq, nv = c.Tk * H * c.dv;
-        float *g = oc_run(E, OP_attention_bwd, name, run_attn_bwd, &c, nq + nk + nv, DEV_TOL, NULL);
+        float *g = oc_run(E, OP_attention_bwd, name, run_attn_bwd, &c, nq + nk + nv, oc_prod_tol(E), NULL);
         if (cs[s][8]) {
             /* the caller's reduction for a broadcast k: dk_shared = Σ_h dk[:, h, :] */
             int64_t nks = c.Tk * c.Hk * c.dq;

@@ -8,7 +8,8 @@
  * The backward needs per-key sums over queries; instead of atomics, dk/dv are computed by a
  * second kernel with one warp per (key s, head h) that visits the queries in increasing t. Every
  * sum therefore has a fixed order: results are reproducible run to run.
- * Simple, not fast: a reference-grade kernel until a tiled tensor-core version replaces it. */
+ * Simple, not fast: the exact reference (FP32 and TF32 math modes); the BF16 mode runs the tiled
+ * tensor-core kernels of cu_attention_tc.cu instead. */
 #include <math.h>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -178,8 +179,11 @@ static int attn_dims_ok(v3_kctx *ctx, const v3_attn_params *p, const char *op) {
     return 1;
 }
 
+/* BF16 mode: the tensor-core kernels (cu_attention_tc.cu) when they take the shape; FP32 (the
+ * exact reference) and TF32 always run the fp32 kernels below. */
 extern "C" void cu_attention_fwd(v3_kctx *ctx, const v3_attn_params *p) {
     if (p->T <= 0 || p->H <= 0 || !attn_dims_ok(ctx, p, "attention_fwd")) return;
+    if (ctx->math == V3_MATH_BF16 && cu_attention_tc_fwd(ctx, p)) return;
     int64_t nw = p->T * p->H;
     k_attn_fwd<<<cu_blocks(nw, ATT_WARPS), ATT_WARPS * 32, 0, cu_stream(ctx)>>>(*p,
                                                                                cu_state(ctx)->flags);
@@ -188,6 +192,7 @@ extern "C" void cu_attention_fwd(v3_kctx *ctx, const v3_attn_params *p) {
 
 extern "C" void cu_attention_bwd(v3_kctx *ctx, const v3_attn_params *p) {
     if (p->T <= 0 || p->H <= 0 || !attn_dims_ok(ctx, p, "attention_bwd")) return;
+    if (ctx->math == V3_MATH_BF16 && cu_attention_tc_bwd(ctx, p)) return;
     cudaStream_t st = cu_stream(ctx);
     int64_t nq = p->T * p->H, nk = p->Tk * p->H;
     float *D = (float *)cu_scratch(ctx, (size_t)nq * sizeof(float));

@@ -49,6 +49,11 @@ void cu_rope_bwd(v3_kctx *ctx, float *x, int64_t T, int64_t H, int64_t st, int64
 
 void cu_attention_fwd(v3_kctx *ctx, const v3_attn_params *p);
 void cu_attention_bwd(v3_kctx *ctx, const v3_attn_params *p);
+/* The tensor-core (bf16 WMMA) attention of the BF16 math mode (cu_attention_tc.cu), called by
+ * the two above: 1 when it took the call (failures recorded in ctx), 0 when the shape or device
+ * is outside it (head dims > 256, before sm_80, shared memory) and the fp32 kernels must run. */
+int cu_attention_tc_fwd(v3_kctx *ctx, const v3_attn_params *p);
+int cu_attention_tc_bwd(v3_kctx *ctx, const v3_attn_params *p);
 
 void cu_swiglu_fwd(v3_kctx *ctx, float *out, const float *in, int64_t ld_in, int64_t u_off,
                    int64_t rows, int64_t cols);

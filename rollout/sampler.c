@@ -13,6 +13,8 @@
  * limit (top-p); only that bucket is examined further. */
 #include "sampler.h"
 
+#include "common/vexp.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,39 +233,56 @@ static cand cut_top_p(v3_sample_scratch *sc, cand *c, int64_t n, double above, d
 
 /* ---- sampling ---- */
 
+enum { DRAW_B = 64 }; /* tokens per block of the draw's walk */
+
+/* The draw's walk over w[0..n) in token order: the index of the first token at which the running
+ * sum of weights exceeds target, -1 if none does. The running sum (double) advances a block of
+ * DRAW_B tokens at a time — a block's sum is taken as 8 partial sums (token j of the block into
+ * sum j mod 8, in order) added as ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)) — until the block whose sum
+ * would take it past target, then token by token from there. A fixed order that depends on the
+ * weights alone; the blocks (vectorised by the compiler) spare most of the serial chain of
+ * dependent additions a token-by-token walk would spend on 129,280 weights. */
+static int64_t draw_index(const float *w, int64_t n, double target) {
+    double acc = 0;
+    int64_t j = 0;
+    for (; j + DRAW_B <= n; j += DRAW_B) {
+        double p[8] = {0};
+        for (int q = 0; q < DRAW_B; q += 8)
+            for (int r = 0; r < 8; r++) p[r] += w[j + q + r];
+        double bs = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        if (acc + bs > target) break;
+        acc += bs;
+    }
+    for (; j < n; j++) {
+        acc += w[j];
+        if (acc > target) return j;
+    }
+    return -1;
+}
+
 static int bad_logit(v3_err *err, int64_t i, float l) {
     return v3_errf(err, V3_ERANGE, "sampler: logit %lld is %s", (long long)i,
                    isnan(l) ? "NaN" : l > 0 ? "+inf" : "-inf");
 }
 
-/* log-sum-exp of logits [V] as the trainer's cross-entropy computes it; with ent, also the
- * entropy of softmax(x) from the same exponentials: H = log Z − Σ e_i·(x_i − mx) / Z. */
+/* log-sum-exp of logits [V] as the trainer's cross-entropy computes it (common/vexp.h: the same
+ * exponentials and the same fixed-order double sum); with ent, also the entropy of softmax(x) from
+ * the same exponentials: H = log Z − Σ e_i·(x_i − mx) / Z. */
 static double lse_f32(const float *x, int64_t V, float mx, double *ent) {
-    double sum = 0, ed = 0;
-    if (ent)
-        for (int64_t i = 0; i < V; i++) {
-            float d = x[i] - mx, e = expf(d);
-            sum += e;
-            ed += (double)e * d;
-        }
-    else
-        for (int64_t i = 0; i < V; i++) sum += expf(x[i] - mx);
+    double ed = 0, sum = ent ? v3_sum_exp_ent(x, V, mx, &ed) : v3_sum_exp(x, V, mx);
     if (ent) *ent = log(sum) - ed / sum;
     return (double)mx + log(sum);
 }
 
 static int sample_greedy(const float *logits, int64_t V, v3_rng *rng, v3_sampled *out,
                          v3_err *err) {
-    float mx = -INFINITY;
-    int64_t arg = 0;
-    for (int64_t i = 0; i < V; i++) {
-        float l = logits[i];
-        if (!isfinite(l)) return bad_logit(err, i, l);
-        if (l > mx) { /* strict: the lowest index wins ties */
-            mx = l;
-            arg = i;
-        }
-    }
+    float lo = 0, hi = 0;
+    if (!v3_range_f32(logits, V, &lo, &hi))
+        for (int64_t i = 0; i < V; i++)
+            if (!isfinite(logits[i])) return bad_logit(err, i, logits[i]);
+    int64_t arg = 0; /* the lowest index of the maximum */
+    while (arg < V - 1 && !(logits[arg] == hi)) arg++;
+    const float mx = logits[arg];
     double lp = (double)logits[arg] - lse_f32(logits, V, mx, &out->entropy);
     if (rng) (void)v3_rng_u64(rng);
     out->token = (int32_t)arg;
@@ -290,39 +309,39 @@ int v3_sample_token(const float *logits, int64_t V, const v3_sampling *s, v3_rng
         return v3_errf(err, V3_ERANGE, "sampler: temperature %g is too small (1/T overflows)",
                        (double)s->temperature);
 
-    /* pass 1: validity and maxima */
-    float xmax = -INFINITY, lmax = -INFINITY;
-    for (int64_t i = 0; i < V; i++) {
-        float l = logits[i];
-        if (!isfinite(l)) return bad_logit(err, i, l);
-        float x = l * inv_t;
-        if (!isfinite(x))
-            return v3_errf(err, V3_ERANGE, "sampler: logit %lld (%g) overflows when scaled by 1/T = %g",
-                           (long long)i, (double)l, (double)inv_t);
-        if (x > xmax) xmax = x;
-        if (l > lmax) lmax = l;
-    }
+    /* pass 1: validity and maxima. x = l·(1/T) rounds monotonically (1/T > 0), so the largest
+     * scaled logit is the largest logit scaled, and a scaled logit overflows only if the largest
+     * or the smallest does; on any failure the per-token loop below names the first bad index. */
+    float lmin = 0, lmax = 0;
+    int ok = v3_range_f32(logits, V, &lmin, &lmax);
+    float xmax = lmax * inv_t;
+    if (!ok || !isfinite(xmax) || !isfinite(lmin * inv_t))
+        for (int64_t i = 0; i < V; i++) {
+            float l = logits[i];
+            if (!isfinite(l)) return bad_logit(err, i, l);
+            float x = l * inv_t;
+            if (!isfinite(x))
+                return v3_errf(err, V3_ERANGE,
+                               "sampler: logit %lld (%g) overflows when scaled by 1/T = %g",
+                               (long long)i, (double)l, (double)inv_t);
+        }
 
-    /* pass 2: weights w[i] = expf(x_i - xmax) and the full normaliser, in token order; the
-     * candidates for the value filters */
+    /* pass 2: weights w[i] = v3_expf(x_i - xmax) and the full normaliser (vexp.h's lane order);
+     * the candidates for the value filters */
     const int use_k = s->top_k > 0 && (int64_t)s->top_k < V;
     const int use_p = s->top_p < 1.0f;
     const int use_min = s->min_p > 0.0f;
     float *w = sc->w;
     cand *c = sc->cand;
-    double zfull = 0, wd = 0; /* wd = Σ w_i·(x_i − xmax), for the entropy */
-    for (int64_t i = 0; i < V; i++) {
-        /* x is rounded to float before the subtraction (ISO C mode: GCC contracts no FMA here),
-         * so it is exactly the scaled logit the trainer stores */
-        float x = logits[i] * inv_t, d = x - xmax;
-        w[i] = expf(d);
-        zfull += w[i];
-        wd += (double)w[i] * d;
-        if (use_k || use_p) {
-            c[i].x = x;
+    /* x is rounded to float before the subtraction (ISO C mode, and vexp.c contracts no FMA), so
+     * it is exactly the scaled logit the trainer stores; zfull is the trainer's sum for it */
+    double wd = 0; /* Σ w_i·(x_i − xmax), for the entropy */
+    const double zfull = v3_exp_store(logits, V, inv_t, xmax, w, &wd);
+    if (use_k || use_p)
+        for (int64_t i = 0; i < V; i++) {
+            c[i].x = logits[i] * inv_t;
             c[i].id = (int32_t)i;
         }
-    }
     const double lse_temp = (double)xmax + log(zfull);
     const double lse_raw = inv_t == 1.0f ? lse_temp : lse_f32(logits, V, lmax, NULL);
     out->entropy = log(zfull) - wd / zfull;
@@ -364,21 +383,14 @@ int v3_sample_token(const float *logits, int64_t V, const v3_sampling *s, v3_rng
             w[nk++] = w[i];
         }
 
-    /* the draw: inverse CDF over the kept tokens, ascending id */
+    /* the draw: inverse CDF over the kept tokens, ascending id (draw_index: the running sum is
+     * taken by blocks of 64 tokens up to the block where it crosses the target) */
     double zk = 0;
-    if (all) zk = zfull;
+    if (nk == V) zk = zfull; /* nothing filtered: the full normaliser (logprob == logprob_temp) */
     else
         for (int64_t j = 0; j < nk; j++) zk += w[j];
     const double target = v3_rng_uniform_f64(rng) * zk;
-    double acc = 0;
-    int64_t pick = -1;
-    for (int64_t j = 0; j < nk; j++) {
-        acc += w[j];
-        if (acc > target) {
-            pick = j;
-            break;
-        }
-    }
+    int64_t pick = draw_index(w, nk, target);
     if (pick < 0) /* u·zk rounded up to zk: take the last token that has any mass */
         for (pick = nk - 1; pick > 0 && w[pick] == 0.0f; pick--) {
         }

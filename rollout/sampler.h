@@ -24,13 +24,16 @@
  *   min_p        on the softmax of the tokens kept so far: removed when p < min_p · p_max, which
  *                is computed as expf(x - x_max) < min_p (the normaliser cancels). min_p = 0: off.
  *
- * Numerics follow the trainer's cross-entropy (kernels/cpu/cpu_loss.c): fp32 max, fp32
- * expf(x - max), the normaliser summed in double in token-id order, lse = max + log(sum). Hence
- * (float)-logprob_temp equals the loss the CPU trainer computes for that token, bit for bit.
+ * Numerics follow the trainer's cross-entropy (kernels/cpu/cpu_loss.c) through the same functions
+ * (common/vexp.h): fp32 max, v3_expf(x - max), the normaliser summed in double in a fixed lane
+ * order, lse = max + log(sum). Hence (float)-logprob_temp equals the loss the CPU trainer computes
+ * for that token, bit for bit.
  *
  * The draw: one uniform u = v3_rng_uniform_f64 per call (greedy included, so the n-th token of a
  * sequence always uses the n-th uniform of its stream), then the inverse CDF over the kept tokens
- * in ascending token-id order: the first token whose running sum of weights exceeds u · sum.
+ * in ascending token-id order: the first token whose running sum of weights exceeds u · sum
+ * (the running sum advances in fixed blocks of 64 weights, then token by token inside the block
+ * that crosses the target: deterministic, but not the plain token-order sum).
  *
  * Cost: a few O(V) passes (max, weights and normaliser, the raw normaliser when T != 1, the
  * draw). Nothing is sorted by value except small sets: top-k narrows the vocabulary with a
@@ -83,7 +86,7 @@ struct v3_sample_cand; /* (x, token id) pair; private to sampler.c */
 typedef struct v3_sample_scratch {
     int64_t cap;                 /* largest V accepted */
     struct v3_sample_cand *cand; /* [cap] candidates of the filters */
-    float *w;                    /* [cap] expf(x - x_max) by token id, then compacted kept list */
+    float *w;                    /* [cap] v3_expf(x - x_max) by token id, then compacted kept list */
     int32_t *kept;               /* [cap] kept token ids, ascending */
     double *bmass;               /* [V3_SAMPLE_NB] histogram: mass per bucket */
     int64_t *bcount;             /* [V3_SAMPLE_NB] histogram: tokens per bucket */

@@ -427,10 +427,12 @@ static void test_containment(const v3_code_opts *base, const char *label) {
     og.timeout_ms = 8000;
     run_clean(&og, "1 GB print", "print('x' * 10**9)\n", &r);
     /* contained either way: printed and cut at the cap, or (a machine short of free memory at that
-     * moment) the interpreter could not build the string at all */
+     * moment) the interpreter could not build the string at all, or (a saturated machine: seen
+     * at load ~90 and in a sanitizer run beside other builds) the wall-clock limit killed it
+     * while it was still building the string, before any output */
     CHECK((r.truncated && r.out.len == V3_CODE_DEFAULT_OUT_CAP &&
            (r.out.total == 1000000001ull || r.timed_out)) ||
-              (r.out.total == 0 && has(&r.err, "MemoryError")),
+              (r.out.total == 0 && (has(&r.err, "MemoryError") || (r.timed_out && r.signal == 9))),
           "1 GB print: kept %zu of %llu", r.out.len, (unsigned long long)r.out.total);
     v3_code_result_free(&r);
     run_clean(&o, "printing loop", "while True:\n    print('x' * 65536)\n", &r);

@@ -186,8 +186,21 @@ static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_
  * K-blocked paths (K > 640, or > 384 with a transposed A), which tests/unit/test_ops.c does not
  * reach. Returns the number of failing shapes. */
 static int exact(v3_kctx *ctx) {
-    static const int cs[][5] = {{1, 0, 100, 70, 1000}, {0, 1, 50, 33, 1500}, {0, 0, 37, 45, 2000},
-                                {1, 1, 13, 29, 700},   {1, 0, 517, 260, 390}, {0, 0, 5, 17, 900}};
+    enum { NBASE = 8, NFEW = 3 * 10 };
+    static const int base[NBASE][5] = {{1, 0, 100, 70, 1000}, {0, 1, 50, 33, 1500},
+                                       {0, 0, 37, 45, 2000},  {1, 1, 13, 29, 700},
+                                       {1, 0, 517, 260, 390}, {0, 0, 5, 17, 900},
+                                       {0, 1, 1, 1000, 700},  {1, 1, 3, 150, 500}};
+    /* the few-row kernels: M = 1..5 (all rows) and 7..11 (a 6-row group and a 1..5-row tail) on
+     * NN, NT and TN, K-blocked (K > 640, or > 384 with a transposed A); N = 150 is 9 full strips
+     * and a partial one, so a panel mixes in-place and packed strips on NN */
+    int cs[NBASE + NFEW][5];
+    memcpy(cs, base, sizeof base);
+    for (int l = 0; l < 3; l++)
+        for (int q = 0; q < 10; q++) {
+            int *c = cs[NBASE + l * 10 + q], ta = l == 2, tb = l == 1;
+            c[0] = ta, c[1] = tb, c[2] = q < 5 ? q + 1 : q + 2, c[3] = 150, c[4] = ta ? 500 : 1000;
+        }
     int bad = 0;
     v3_rng r;
     v3_rng_seed(&r, 7);
@@ -254,6 +267,21 @@ int main(int argc, char **argv) {
         {0, 1, 512, 3072, 512, "small dense gate_up"},
         {0, 1, 512, 64, 512, "small router"},
         {0, 1, 1, 512, 512, "decode one row"},
+        /* decode (one row per sequence; two when MTP's draft is verified) and routed experts */
+        {0, 1, 1, 1536, 512, "decode one row"},
+        {0, 1, 1, 129280, 512, "decode head one row"},
+        {0, 1, 2, 129280, 512, "decode head two rows"},
+        {0, 1, 4, 256, 512, "decode expert-like"},
+        /* few rows: M < 6 and a 6-row group plus an M mod 6 tail */
+#define FEW(ta, tb, what)                                                                          \
+    {ta, tb, 1, 512, 512, what}, {ta, tb, 2, 512, 512, what}, {ta, tb, 3, 512, 512, what},         \
+        {ta, tb, 4, 512, 512, what}, {ta, tb, 5, 512, 512, what}, {ta, tb, 7, 512, 512, what},     \
+        {ta, tb, 8, 512, 512, what}, {ta, tb, 9, 512, 512, what}, {ta, tb, 10, 512, 512, what},    \
+        {ta, tb, 11, 512, 512, what}
+        FEW(0, 1, "few rows x·Wᵀ"),
+        FEW(0, 0, "few rows dy·W"),
+        FEW(1, 0, "few rows dyᵀ·x"),
+#undef FEW
     };
     v3_rng r;
     v3_rng_seed(&r, 1);

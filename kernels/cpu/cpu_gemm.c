@@ -17,10 +17,16 @@
  * Structure: every call (plain, strided-batched, grouped) becomes a list of problems, each cut
  * into tiles of rows × columns; one OpenMP region runs all tiles of all problems (dynamic
  * schedule), so the experts of a grouped call share one fork/join. A tile walks K in blocks; per
- * block, for each 16-column strip of op(B) (packed into a per-thread L1-sized buffer, or read in
- * place when B is not transposed and few rows use it), a 6×16 micro-kernel runs over the tile's
- * rows. A plain A is read in place (one broadcast per row and k); a transposed A is packed per
- * tile and block into panels of six adjacent values per k. */
+ * block, for each 16-column strip of op(B) (packed into a per-thread buffer, or read in place
+ * when B is not transposed and few rows use it), a 6×16 micro-kernel runs over the tile's groups
+ * of six rows. The last M mod 6 rows (all of them when M < 6: decode, MTP verification, routed
+ * experts with few rows) run on few-row kernels instead of recomputing or padding rows: 1×64,
+ * 2×32, 3×16, 4×16, 5×16 register tiles over panels of up to four strips, and, with B
+ * transposed and at most 3 rows in all, a kernel that reads B's rows in place and transposes
+ * 8×8 blocks in registers (no packed strip: a GEMV over x · Wᵀ). Each runs the same per-element
+ * sequence, so a row computed alone equals the same row inside any batch. A plain A is read in
+ * place (one broadcast per row and k); a transposed A is packed per tile and block into panels
+ * of six adjacent values per k. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +44,9 @@ enum {
     NC = 256, /* columns per tile (a multiple of NR) */
     KC = 256, /* K block when K > KMAX1 */
     KMAX1 = 640, /* K up to this runs as one block */
-    KMAXT = 384  /* the same when A is transposed (its packed block is MC × K) */
+    KMAXT = 384, /* the same when A is transposed (its packed block is MC × K) */
+    NP = 4,      /* strips per panel: the widest few-row tile is 1 × NP·NR */
+    DKR = 3      /* calls of up to this many rows with B transposed read B in place (dk_body) */
 };
 
 /* ---------------------------------------------------------------- micro-kernels */
@@ -64,6 +72,35 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
         }
     }
     memcpy(acc, c, sizeof c);
+}
+
+/* The few-row kernels: rows r < mr (1..5) of ns strips of NR columns, strip s read at b + s*ss
+ * (row stride bks), its accumulators at acc + s*accs (row r at + r*NR); A as for the 6-row kernel.
+ * They run the calls with M < MR (decode: one row per sequence, two for MTP verification, the
+ * routed experts' few rows) and the last M mod MR rows of any call: the same per-element sequence
+ * as the 6-row kernel (so the same bits), without computing MR - mr discarded rows. */
+static const int tk_ns[MR] = {0, 4, 2, 1, 1, 1}; /* strips per AVX2 call, by rows (tk_body) */
+
+static void tkernel_scalar(int mr, int ns, int64_t kc, const float *const ar[MR], int64_t aks,
+                           const float *b, int64_t bks, int64_t ss, float *acc, int64_t accs,
+                           int load) {
+    for (int s = 0; s < ns; s++) {
+        float c[MR][NR], *as = acc + s * accs;
+        const float *bs = b + s * ss;
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < NR; j++) c[r][j] = load ? as[r * NR + j] : 0.0f;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *bk = bs + k * bks;
+            for (int r = 0; r < mr; r++) {
+                float a = ar[r][k * aks];
+                for (int j = 0; j < NR; j++) {
+                    float p = a * bk[j];
+                    c[r][j] = c[r][j] + p;
+                }
+            }
+        }
+        for (int r = 0; r < mr; r++) memcpy(as + r * NR, c[r], sizeof c[r]);
+    }
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -160,6 +197,113 @@ __attribute__((target("avx2"))) static void ukernel_avx2_cols(int64_t kc,
     UK_STORE;
 }
 
+/* The few-row tiles in registers. A fixed-order sum has one dependency chain per element (an add
+ * waits 3 cycles for the previous one), so a tile needs about 6+ independent accumulator vectors
+ * to keep the two add pipes busy, and all of them plus the broadcast a, the b vectors and one
+ * product must fit in the 16 ymm registers: 1 row × 4 strips (1×64: 8 accumulators, 8 b loads
+ * per k, which is what a GEMV can use per cycle anyway), 2 × 32 (8), 3 × 16 (6; 3 × 32 would
+ * need 18 registers), 4 × 16 (8), 5 × 16 (10). Narrower variants cover a panel's last strips.
+ * B: bpack = packed strips (bp[k][NR], strip s at s*KMAX1*NR in the panel buffer) or in place
+ * (row stride bks, strip s at s*NR); A: arows = one pointer per row, k stride 1, or the packed
+ * transposed panel (a(r, k) = ar[0][k*MR + r]). k is unrolled by 4 with constant offsets. */
+typedef void tkernel_fn(int64_t kc, const float *const ar[MR], const float *b, int64_t bks,
+                        float *acc, int64_t accs, int load);
+
+__attribute__((target("avx2"), always_inline)) static inline void
+tk_body(const int mr, const int ns, const int bpack, const int arows, int64_t kc,
+        const float *const ar[MR], const float *b, int64_t bks, float *acc, int64_t accs,
+        int load) {
+    const int nv = 2 * ns;
+    const int64_t ss = bpack ? (int64_t)KMAX1 * NR : NR, aks = arows ? 1 : MR;
+    if (bpack) bks = NR;
+    __m256 c[MR - 1][2 * NP];
+    const float *a[MR - 1];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        a[r] = arows ? ar[r] : ar[0] + r;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            c[r][v] = load ? _mm256_loadu_ps(acc + (v >> 1) * accs + r * NR + (v & 1) * 8)
+                           : _mm256_setzero_ps();
+    }
+    /* one k at A offset u; a packed B is addressed at the constant offset u*NR, an in-place B
+     * (runtime row stride) by advancing b after each k */
+#define TK_STEP(u)                                                                                 \
+    do {                                                                                           \
+        const float *bu_ = bpack ? b + (u) * NR : b;                                               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++) {                                     \
+            __m256 x_ = _mm256_broadcast_ss(a[r] + (u) * aks);                                     \
+            _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) {                                 \
+                __m256 b_ = _mm256_loadu_ps(bu_ + (v >> 1) * ss + (v & 1) * 8);                   \
+                c[r][v] = _mm256_add_ps(c[r][v], _mm256_mul_ps(x_, b_));                           \
+            }                                                                                      \
+        }                                                                                          \
+        if (!bpack) b += bks;                                                                      \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        TK_STEP(0);
+        TK_STEP(1);
+        TK_STEP(2);
+        TK_STEP(3);
+        if (bpack) b += 4 * NR;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) a[r] += 4 * aks;
+    }
+    for (; k < kc; k++) {
+        TK_STEP(0);
+        if (bpack) b += NR;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) a[r] += aks;
+    }
+#undef TK_STEP
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(acc + (v >> 1) * accs + r * NR + (v & 1) * 8, c[r][v]);
+}
+
+#define TK_FN(mr, ns, bp, rw)                                                                      \
+    __attribute__((target("avx2"))) static void tk_##mr##ns##bp##rw(                               \
+        int64_t kc, const float *const ar[MR], const float *b, int64_t bks, float *acc,            \
+        int64_t accs, int load) {                                                                  \
+        tk_body(mr, ns, bp, rw, kc, ar, b, bks, acc, accs, load);                                  \
+    }
+#define TK_FN4(mr, ns) TK_FN(mr, ns, 0, 0) TK_FN(mr, ns, 0, 1) TK_FN(mr, ns, 1, 0) TK_FN(mr, ns, 1, 1)
+#define TK_ENT(mr, ns)                                                                             \
+    [0][0][mr][ns] = tk_##mr##ns##00, [0][1][mr][ns] = tk_##mr##ns##01,                            \
+    [1][0][mr][ns] = tk_##mr##ns##10, [1][1][mr][ns] = tk_##mr##ns##11
+TK_FN4(1, 1) TK_FN4(1, 2) TK_FN4(1, 3) TK_FN4(1, 4)
+TK_FN4(2, 1) TK_FN4(2, 2)
+TK_FN4(3, 1)
+TK_FN4(4, 1)
+TK_FN4(5, 1)
+/* [bpack][arows][mr][ns]; tk_ns[mr] = the widest ns per row count */
+static tkernel_fn *const tk_avx2[2][2][MR][NP + 1] = {
+    TK_ENT(1, 1), TK_ENT(1, 2), TK_ENT(1, 3), TK_ENT(1, 4), TK_ENT(2, 1),
+    TK_ENT(2, 2), TK_ENT(3, 1), TK_ENT(4, 1), TK_ENT(5, 1),
+};
+#undef TK_FN
+#undef TK_FN4
+#undef TK_ENT
+
+/* x[i] = row i of an 8×8 block -> x[k] = column k (a copy: no arithmetic) */
+__attribute__((target("avx2"), always_inline)) static inline void tr8x8(__m256 *x) {
+    __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
+    __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
+    __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
+    __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    x[0] = _mm256_permute2f128_ps(u0, u4, 0x20), x[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    x[2] = _mm256_permute2f128_ps(u2, u6, 0x20), x[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    x[4] = _mm256_permute2f128_ps(u0, u4, 0x31), x[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    x[6] = _mm256_permute2f128_ps(u2, u6, 0x31), x[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* bp[k][0..NR) = B[j, k] for the NR rows j of src (row stride ldb), k < kc: the transposed
  * strip of pack_strip, 8×8 blocks transposed in registers (a copy: no arithmetic). */
 __attribute__((target("avx2"))) static void pack_nt_avx2(const float *src, int64_t ldb, int64_t kc,
@@ -168,31 +312,92 @@ __attribute__((target("avx2"))) static void pack_nt_avx2(const float *src, int64
     for (; k + 8 <= kc; k += 8)
         for (int h = 0; h < NR; h += 8) {
             const float *s0 = src + h * ldb + k;
-            __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ldb);
-            __m256 r2 = _mm256_loadu_ps(s0 + 2 * ldb), r3 = _mm256_loadu_ps(s0 + 3 * ldb);
-            __m256 r4 = _mm256_loadu_ps(s0 + 4 * ldb), r5 = _mm256_loadu_ps(s0 + 5 * ldb);
-            __m256 r6 = _mm256_loadu_ps(s0 + 6 * ldb), r7 = _mm256_loadu_ps(s0 + 7 * ldb);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *d = bp + k * NR + h;
-            _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+            __m256 x[8];
+            for (int i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(s0 + i * ldb);
+            tr8x8(x);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(bp + (k + i) * NR + h, x[i]);
         }
     for (; k < kc; k++)
         for (int j = 0; j < NR; j++) bp[k * NR + j] = src[j * ldb + k];
 }
+
+/* The few-row tiles with B transposed and read in place (M < MR and B = [N, K], e.g. x · Wᵀ at
+ * decode): packing a strip that at most three rows use costs more than those rows' arithmetic, so
+ * per strip (16 rows of B, two groups of 8) and 8 k, each 8 × 8 block is loaded and transposed in
+ * registers and its 8 k applied in order: each element gets the packed kernels' exact sequence.
+ * One strip per call: 16 rows of B at a power-of-two stride already fill the two L1 sets they map
+ * to (32 rows measured 40 % slower). A comes expanded, ax[(k*mr + r)*8 + l] = a(r, k) (expand_a,
+ * once per tile and K block), so the multiplies take it from memory: no broadcast registers.
+ * Measured against pack_nt_avx2 + tk_body (1 thread, B in cache): 1.2-1.4× faster for 1..3 rows,
+ * slower for 4 and 5. No software prefetch: the weights stream at about the rate of a plain
+ * sequential read, and prefetching the next strip's rows (any hint) lands them in the same two L1
+ * sets as the current ones: ~10 % on the head from DRAM, 60 % slower when B is in cache. */
+
+__attribute__((target("avx2"))) static void expand_a(int mr, int64_t kc, const float *const ar[MR],
+                                                     int64_t aks, float *ax) {
+    for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < mr; r++)
+            _mm256_storeu_ps(ax + (k * mr + r) * 8, _mm256_broadcast_ss(ar[r] + k * aks));
+}
+
+typedef void dkernel_fn(int64_t kc, const float *ax, const float *b, int64_t ldb, float *acc,
+                        int load);
+
+__attribute__((target("avx2"), always_inline)) static inline void
+dk_body(const int mr, int64_t kc, const float *ax, const float *b, int64_t ldb, float *acc,
+        int load) {
+    __m256 c[DKR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int q = 0; q < 2; q++)
+            c[r][q] = load ? _mm256_loadu_ps(acc + r * NR + q * 8) : _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+#pragma GCC unroll 8
+        for (int q = 0; q < 2; q++) {
+            /* opaque per group: otherwise GCC keeps 16 row pointers and the shared A values
+             * live across both groups and spills */
+            const float *bq = b + q * 8 * ldb + k, *aq = ax + k * mr * 8;
+            __asm__ volatile("" : "+r"(bq), "+r"(aq));
+            __m256 x[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(bq + i * ldb);
+            tr8x8(x);
+#pragma GCC unroll 8
+            for (int kk = 0; kk < 8; kk++)
+#pragma GCC unroll 8
+                for (int r = 0; r < mr; r++)
+                    c[r][q] = _mm256_add_ps(
+                        c[r][q], _mm256_mul_ps(x[kk], _mm256_loadu_ps(aq + (kk * mr + r) * 8)));
+        }
+    }
+    for (; k < kc; k++)
+#pragma GCC unroll 8
+        for (int q = 0; q < 2; q++) {
+            const float *bq = b + q * 8 * ldb + k;
+            __m256 x = _mm256_setr_ps(bq[0], bq[ldb], bq[2 * ldb], bq[3 * ldb], bq[4 * ldb],
+                                      bq[5 * ldb], bq[6 * ldb], bq[7 * ldb]);
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++)
+                c[r][q] = _mm256_add_ps(c[r][q],
+                                        _mm256_mul_ps(x, _mm256_loadu_ps(ax + (k * mr + r) * 8)));
+        }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int q = 0; q < 2; q++) _mm256_storeu_ps(acc + r * NR + q * 8, c[r][q]);
+}
+
+#define DK_FN(mr)                                                                                  \
+    __attribute__((target("avx2"))) static void dk_##mr(int64_t kc, const float *ax,               \
+                                                        const float *b, int64_t ldb, float *acc,   \
+                                                        int load) {                                \
+        dk_body(mr, kc, ax, b, ldb, acc, load);                                                    \
+    }
+DK_FN(1) DK_FN(2) DK_FN(3)
+static dkernel_fn *const dk_avx2[DKR + 1] = {NULL, dk_1, dk_2, dk_3};
+#undef DK_FN
 
 /* c[r][0..NR) = alpha*acc[r] (+ beta*c[r]) for r < mr: the same rounded operations as
  * store_tile's scalar loop, eight lanes at a time. */
@@ -307,61 +512,134 @@ static void store_tile(const gemm_prob *p, int64_t i, int64_t mr, int64_t j, int
     }
 }
 
-/* Per-thread scratch: one packed strip and the accumulators of one tile. */
+/* Stores the finished accumulators of rows i..i+mr, columns j..j+jw. */
+static void store_acc(const gemm_prob *p, const ukernels *uk, int64_t i, int64_t mr, int64_t j,
+                      int64_t jw, const float *acc) {
+#ifdef V3_HAVE_AVX2_KERNEL
+    if (uk->avx2 && jw == NR) {
+        store_avx2(p->C + i * p->ldc + j, p->ldc, mr, p->alpha, p->beta, acc);
+        return;
+    }
+#endif
+    store_tile(p, i, mr, j, jw, acc);
+}
+
+/* Per-thread scratch (one allocation): a panel of packed strips and the accumulators of a tile. */
 typedef struct scratch {
-    float *strip; /* [KMAX1][NR] */
+    float *strip; /* [NP][KMAX1][NR] */
+    float *ax;    /* [KMAX1][DKR][8]: the expanded A of dk_body */
     float *acc;   /* [MC/MR * NC/NR][MR][NR] */
     float *apack; /* [MC/MR][KMAXT][MR], transposed A only */
 } scratch;
 
-/* Tile (ib, jb) of problem p. */
+/* How a K block of one NR-column strip of op(B) is read. */
+enum {
+    SK_PACK,    /* packed into the panel buffer: bp[k][NR] at s->strip + t*KMAX1*NR */
+    SK_INPLACE, /* B not transposed, read in place (row stride ldb) */
+    SK_DIRECT   /* B transposed, few rows: its rows read in place by dk_body */
+};
+
+/* Tile (ib, jb) of problem p. Per K block, the columns go in panels of strips: each strip is
+ * packed (or read in place) and the full six-row groups run over it while it is hot; then the
+ * last mt = rows mod MR rows run over the panel with the few-row kernels. A tile of fewer than
+ * MR rows takes panels of NP strips, for the few-row kernels' wider tiles. */
 static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels *uk, scratch *s) {
     int64_t i0 = ib * p->mc, i1 = i0 + p->mc < p->M ? i0 + p->mc : p->M;
     int64_t j0 = jb * p->nc, j1 = j0 + p->nc < p->N ? j0 + p->nc : p->N;
-    int64_t n_grp = (i1 - i0 + MR - 1) / MR;
+    int64_t n_full = (i1 - i0) / MR, mt = (i1 - i0) % MR, n_grp = n_full + (mt > 0);
     int64_t K = p->K, kc = K <= (p->transA ? KMAXT : KMAX1) ? K : KC;
+    int64_t it = i0 + n_full * MR;    /* first tail row */
+    int64_t accs = n_grp * (MR * NR); /* accumulator stride between strips */
+    /* strips per panel: one when there are six-row groups (a panel's packed strips pushed their
+     * A block out of L2, and the few tail rows cost little: they run on each strip while it is
+     * in L1) */
+    int pw = n_full > 0 ? 1 : NP;
+    /* at most DKR rows in all and B transposed: its full strips are read in place (dk_body) */
+    int direct = 0;
+#ifdef V3_HAVE_AVX2_KERNEL
+    direct = uk->avx2 && p->transB && n_full == 0 && mt <= DKR;
+#endif
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
         int64_t kb = K - k0 < kc ? K - k0 : kc;
         int last = k0 + kb == K;
         if (p->transA) pack_a_t(p, i0, i1, k0, kb, s->apack);
-        for (int64_t j = j0, sidx = 0; j < j1; j += NR, sidx++) {
-            int64_t jw = j1 - j < NR ? j1 - j : NR;
-            /* op(B) strip: read in place when B is not transposed and the strip serves few row
-             * groups (packing would cost more than it saves); otherwise packed, also when not
-             * transposed, since rows of B at a power-of-two stride fall into a few L1 sets */
-            const float *b = s->strip;
-            int64_t bks = NR;
-            if (!p->transB && jw == NR && n_grp <= 4) {
-                b = p->B + k0 * p->ldb + j;
-                bks = p->ldb;
-            } else {
+        /* the tail rows' A: mt row pointers at k0 (k stride aks) */
+        const float *ar[MR] = {NULL};
+        int64_t aks = p->transA ? MR : 1;
+        for (int r = 0; r < mt; r++)
+            ar[r] = p->transA ? s->apack + n_full * kb * MR + r : p->A + (it + r) * p->lda + k0;
 #ifdef V3_HAVE_AVX2_KERNEL
-                if (uk->avx2 && p->transB && jw == NR)
-                    pack_nt_avx2(p->B + j * p->ldb + k0, p->ldb, kb, s->strip);
+        if (direct) expand_a((int)mt, kb, ar, aks, s->ax);
+#endif
+        for (int64_t jp = j0; jp < j1; jp += pw * NR) {
+            int64_t sp = (jp - j0) / NR; /* index of the panel's first strip in the tile */
+            int np = (int)((j1 - jp + NR - 1) / NR < pw ? (j1 - jp + NR - 1) / NR : pw);
+            const float *bs[NP];
+            int kind[NP];
+            for (int t = 0; t < np; t++) {
+                int64_t j = jp + t * NR, jw = j1 - j < NR ? j1 - j : NR;
+                /* op(B) strip: read in place when B is not transposed and the strip serves few
+                 * row groups (packing would cost more than it saves); otherwise packed, also when
+                 * not transposed, since rows of B at a power-of-two stride fall into a few L1
+                 * sets */
+                float *buf = s->strip + (int64_t)t * KMAX1 * NR;
+                if (!p->transB && jw == NR && n_grp <= 4) {
+                    kind[t] = SK_INPLACE;
+                    bs[t] = p->B + k0 * p->ldb + j;
+                } else if (direct && jw == NR) {
+                    kind[t] = SK_DIRECT;
+                    bs[t] = p->B + j * p->ldb + k0;
+                } else {
+                    kind[t] = SK_PACK;
+                    bs[t] = buf;
+#ifdef V3_HAVE_AVX2_KERNEL
+                    if (uk->avx2 && p->transB && jw == NR)
+                        pack_nt_avx2(p->B + j * p->ldb + k0, p->ldb, kb, buf);
+                    else
+#endif
+                        pack_strip(p, k0, kb, j, jw, buf);
+                }
+                int64_t bks = kind[t] == SK_INPLACE ? p->ldb : NR;
+                for (int64_t g = 0; g < n_full; g++) {
+                    int64_t i = i0 + g * MR;
+                    const float *a6[MR];
+                    float *acc = s->acc + (sp + t) * accs + g * (MR * NR);
+                    if (p->transA) { /* packed: six adjacent values per k */
+                        for (int r = 0; r < MR; r++) a6[r] = s->apack + g * kb * MR + r;
+                        (bks == NR ? uk->cols : uk->any)(kb, a6, MR, bs[t], bks, acc, k0 > 0);
+                    } else {
+                        for (int r = 0; r < MR; r++) a6[r] = p->A + (i + r) * p->lda + k0;
+                        (bks == NR ? uk->rows : uk->any)(kb, a6, 1, bs[t], bks, acc, k0 > 0);
+                    }
+                    if (last) store_acc(p, uk, i, MR, j, jw, acc);
+                }
+            }
+            if (!mt) continue;
+            /* the tail rows over the panel, in runs of strips of one kind (in place: adjacent
+             * columns; packed: the panel buffer's slots), at most tk_ns[mt] strips per AVX2
+             * call (one for SK_DIRECT) */
+            for (int t = 0; t < np;) {
+                int e = t + 1, ns_max = kind[t] == SK_DIRECT ? 1 : tk_ns[mt];
+                while (e < np && kind[e] == kind[t] && (!uk->avx2 || e - t < ns_max)) e++;
+                float *acc = s->acc + (sp + t) * accs + n_full * (MR * NR);
+                int64_t bks = kind[t] == SK_INPLACE ? p->ldb : NR;
+                int64_t ss = kind[t] == SK_INPLACE ? NR : (int64_t)KMAX1 * NR;
+#ifdef V3_HAVE_AVX2_KERNEL
+                if (kind[t] == SK_DIRECT)
+                    dk_avx2[mt](kb, s->ax, bs[t], p->ldb, acc, k0 > 0);
+                else if (uk->avx2)
+                    tk_avx2[kind[t] == SK_PACK][!p->transA][mt][e - t](kb, ar, bs[t], bks, acc,
+                                                                        accs, k0 > 0);
                 else
 #endif
-                    pack_strip(p, k0, kb, j, jw, s->strip);
-            }
-            for (int64_t g = 0; g < n_grp; g++) {
-                int64_t i = i0 + g * MR, mr = i1 - i < MR ? i1 - i : MR;
-                const float *ar[MR];
-                float *acc = s->acc + (sidx * n_grp + g) * (MR * NR);
-                if (p->transA) { /* packed: six adjacent values per k */
-                    for (int r = 0; r < MR; r++) ar[r] = s->apack + g * kb * MR + r;
-                    (bks == NR ? uk->cols : uk->any)(kb, ar, MR, b, bks, acc, k0 > 0);
-                } else {
-                    for (int r = 0; r < MR; r++) /* missing rows recompute row i: discarded */
-                        ar[r] = p->A + (i + (r < mr ? r : 0)) * p->lda + k0;
-                    (bks == NR ? uk->rows : uk->any)(kb, ar, 1, b, bks, acc, k0 > 0);
-                }
-                if (!last) continue;
-#ifdef V3_HAVE_AVX2_KERNEL
-                if (uk->avx2 && jw == NR) {
-                    store_avx2(p->C + i * p->ldc + j, p->ldc, mr, p->alpha, p->beta, acc);
-                    continue;
-                }
-#endif
-                store_tile(p, i, mr, j, jw, acc);
+                    tkernel_scalar((int)mt, e - t, kb, ar, aks, bs[t], bks, ss, acc, accs,
+                                   k0 > 0);
+                if (last)
+                    for (int u = t; u < e; u++) {
+                        int64_t j = jp + u * NR, jw = j1 - j < NR ? j1 - j : NR;
+                        store_acc(p, uk, it, mt, j, jw, acc + (u - t) * accs);
+                    }
+                t = e;
             }
         }
     }
@@ -410,25 +688,32 @@ static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 1e7)
     {
-        scratch s = {malloc(sizeof(float) * KMAX1 * NR), malloc(sizeof(float) * MC * NC), NULL};
-        if (ps[0].transA) s.apack = malloc(sizeof(float) * MC * KMAXT);
-        if (!s.strip || !s.acc || (ps[0].transA && !s.apack)) {
+        /* one block: separate blocks of this size made glibc return the freed heap top to the
+         * system after every call and fault it in again on the next (measured: +45 % on a
+         * 512×512×24 TN call) */
+        size_t n_strip = NP * KMAX1 * NR, n_ax = KMAX1 * DKR * 8, n_acc = MC * NC;
+        float *blk = malloc(sizeof(float) *
+                            (n_strip + n_ax + n_acc + (ps[0].transA ? MC * KMAXT : 0)));
+        scratch s = {blk, NULL, NULL, NULL};
+        if (blk) {
+            s.ax = blk + n_strip;
+            s.acc = s.ax + n_ax;
+            if (ps[0].transA) s.apack = s.acc + n_acc;
+        } else {
 #pragma omp atomic write
             failed = 1;
         }
         int64_t q = 0;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_task; t++) {
-            if (!s.strip || !s.acc || (ps[0].transA && !s.apack)) continue;
+            if (!blk) continue;
             while (q + 1 < n && ps[q + 1].task0 <= t) q++; /* tasks arrive in increasing t */
             while (ps[q].task0 > t) q--;
             const gemm_prob *p = &ps[q];
             int64_t l = t - p->task0;
             run_tile(p, l % p->n_ib, l / p->n_ib, &uk, &s);
         }
-        free(s.strip);
-        free(s.acc);
-        free(s.apack);
+        free(blk);
     }
     if (failed) v3k_fail(ctx, V3_ENOMEM, "cpu gemm: out of memory for per-thread scratch");
 }

@@ -184,17 +184,24 @@ AVX2_INLINE __m256 poly8(__m256 s) {
 
 /* v3_expf on 8 lanes: the same operations in the same order (target "avx2" without "fma": the
  * compiler cannot fuse the _mm256_mul_ps/_mm256_add_ps pairs). */
-AVX2_INLINE __m256 exp8(__m256 x) {
+/* The shared part of exp8 and exp8_normal: q = rint(x·log2e) (as the integer *n), the two-step
+ * Cody–Waite reduction s = x − q·ln2 and u = exp(s) by the polynomial. */
+AVX2_INLINE __m256 reduce8(__m256 x, __m256i *n) {
     const __m256 magic = _mm256_set1_ps(MAGIC);
-    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
-    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
     __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(LOG2E));
     __m256 t = _mm256_add_ps(y, magic);
     __m256 q = _mm256_sub_ps(t, magic);
-    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+    *n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
     __m256 s = _mm256_sub_ps(x, _mm256_mul_ps(q, _mm256_set1_ps(L2U)));
     s = _mm256_sub_ps(s, _mm256_mul_ps(q, _mm256_set1_ps(L2L)));
-    __m256 u = poly8(s);
+    return poly8(s);
+}
+
+AVX2_INLINE __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
+    __m256i n;
+    __m256 u = reduce8(x, &n);
     const __m256i bias = _mm256_set1_epi32(127);
     __m256i n1 = _mm256_srai_epi32(n, 1), n2 = _mm256_sub_epi32(n, n1);
     __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
@@ -206,14 +213,8 @@ AVX2_INLINE __m256 exp8(__m256 x) {
  * u·2^q normal, so adding q to u's exponent field is the exact product exp8 computes in two
  * steps. Same bits as exp8 on those inputs. */
 AVX2_INLINE __m256 exp8_normal(__m256 x) {
-    const __m256 magic = _mm256_set1_ps(MAGIC);
-    __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(LOG2E));
-    __m256 t = _mm256_add_ps(y, magic);
-    __m256 q = _mm256_sub_ps(t, magic);
-    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
-    __m256 s = _mm256_sub_ps(x, _mm256_mul_ps(q, _mm256_set1_ps(L2U)));
-    s = _mm256_sub_ps(s, _mm256_mul_ps(q, _mm256_set1_ps(L2L)));
-    __m256 u = poly8(s);
+    __m256i n;
+    __m256 u = reduce8(x, &n);
     return _mm256_castsi256_ps(
         _mm256_add_epi32(_mm256_castps_si256(u), _mm256_slli_epi32(n, 23)));
 }

@@ -279,9 +279,10 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
         m->loss_chunk = m->opt.loss_chunk;
     } else {
         int dev = ctx && ctx->be && !ctx->be->host_visible;
-        m->loss_chunk = (int64_t)(dev ? 256 << 20 : 8 << 20) / cfg->vocab_size;
+        int64_t floats = dev ? 256 << 20 : 8 << 20, most = dev ? 4096 : 1024;
+        m->loss_chunk = floats / cfg->vocab_size;
         if (m->loss_chunk < 16) m->loss_chunk = 16;
-        if (m->loss_chunk > (dev ? 4096 : 1024)) m->loss_chunk = dev ? 4096 : 1024;
+        if (m->loss_chunk > most) m->loss_chunk = most;
     }
     if (m->loss_chunk > max_tokens) m->loss_chunk = max_tokens;
     if (m->opt.mtp) {

@@ -50,6 +50,24 @@ static void stored(int trans, int64_t r, int64_t c, int64_t *rows, int64_t *cols
 
 static inline size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
 
+/* The cuBLASLt key of a row-major call (operands swapped into column-major, see the top). */
+static cu_lt_key lt_key(int math, int transA, int transB, int64_t M, int64_t N, int64_t K,
+                        int64_t lda, int64_t ldb, int64_t ldc) {
+    cu_lt_key k;
+    memset(&k, 0, sizeof k); /* the key is compared bytewise: no stray padding bits */
+    k.math = math;
+    k.ta = transB;
+    k.tb = transA;
+    k.m = N;
+    k.n = M;
+    k.k = K;
+    k.lda = ldb;
+    k.ldb = lda;
+    k.ldc = ldc;
+    k.batch = 1;
+    return k;
+}
+
 /* TF32/BF16 single or strided-batched GEMM through cuBLASLt (row-major arguments). */
 static void fast_gemm(v3_kctx *ctx, int transA, int transB, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, int64_t sA, const float *B,
@@ -73,17 +91,7 @@ static void fast_gemm(v3_kctx *ctx, int transA, int transB, int64_t M, int64_t N
         sA = ar * ac;
         sB = br * bc;
     }
-    cu_lt_key k;
-    memset(&k, 0, sizeof k); /* the key is compared bytewise: no stray padding bits */
-    k.math = ctx->math;
-    k.ta = transB;
-    k.tb = transA;
-    k.m = N;
-    k.n = M;
-    k.k = K;
-    k.lda = ldb;
-    k.ldb = lda;
-    k.ldc = ldc;
+    cu_lt_key k = lt_key(ctx->math, transA, transB, M, N, K, lda, ldb, ldc);
     k.batch = batch;
     if (batch > 1) {
         k.sa = sB;
@@ -186,19 +194,9 @@ static void grouped_args_free(grouped_args *g) {
 /* The problems of g as separate cuBLASLt calls (operands already converted). */
 static void each_lt(v3_kctx *ctx, const grouped_args *g, int transA, int transB, float alpha,
                     float beta) {
-    for (int j = 0; j < g->n; j++) {
-        cu_lt_key k;
-        memset(&k, 0, sizeof k);
-        k.math = ctx->math;
-        k.ta = transB;
-        k.tb = transA;
-        k.m = g->m[j];
-        k.n = g->nn[j];
-        k.k = g->k[j];
-        k.lda = g->lda[j];
-        k.ldb = g->ldb[j];
-        k.ldc = g->ldc[j];
-        k.batch = 1;
+    for (int j = 0; j < g->n; j++) { /* g holds column-major terms: M = nn, N = m */
+        cu_lt_key k = lt_key(ctx->math, transA, transB, g->nn[j], g->m[j], g->k[j], g->ldb[j],
+                             g->lda[j], g->ldc[j]);
         cu_lt_matmul(ctx, &k, alpha, g->A[j], g->B[j], beta, (float *)g->C[j]);
     }
 }

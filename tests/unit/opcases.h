@@ -27,9 +27,12 @@
  * TF32 (a 10-bit mantissa, 2^-11): 4e-3. FP32: DEV_TOL. */
 #define BF16_TOL 2e-2
 #define TF32_TOL 4e-3
+static double oc_math_tol(int math) {
+    return math == V3_MATH_BF16 ? BF16_TOL : math == V3_MATH_TF32 ? TF32_TOL : DEV_TOL;
+}
 static double oc_prod_tol(const oc_env *E) {
-    if (!E->dev_ok || E->dev.be == v3_backend_cpu()) return DEV_TOL;
-    return E->dev.math == V3_MATH_BF16 ? BF16_TOL : E->dev.math == V3_MATH_TF32 ? TF32_TOL : DEV_TOL;
+    if (!E->dev_ok || E->dev.be == v3_backend_cpu()) return DEV_TOL; /* the CPU ignores math */
+    return oc_math_tol(E->dev.math);
 }
 /* Finite differences: fp32 analytic gradients against double central differences with step
  * 1e-4 (truncation ~h² ≈ 1e-8 relative); the fp32 rounding of the analytic side dominates. */

@@ -66,4 +66,31 @@ static inline int sft_head_rows(const char *src, const char *dst, int n) {
     return !ok;
 }
 
+/* The paths of an SFT case: the shared data it reads, and under a fresh temporary directory the
+ * model, the data (the first 120 GSM8K train rows) and two run directories. */
+typedef struct sft_paths {
+    char gsm[1024], tok[1024], tmp[1024];
+    char model[1200], data[1200], ra[1200], rb[1200];
+} sft_paths;
+
+/* Fills s (runs named run_a, run_b) and writes the model and the data. 77 (printed as skipped)
+ * when the shared data are absent; 1 on a failure (recorded as a failed check); 0 when ready. */
+static inline int sft_case_prepare(sft_paths *s, const char *test, const char *run_a,
+                                   const char *run_b) {
+    char p[1100];
+    t_data_path("gsm8k/train.jsonl", s->gsm, sizeof s->gsm);
+    t_data_path("deepseek-v3", s->tok, sizeof s->tok);
+    snprintf(p, sizeof p, "%s/tokenizer.json", s->tok);
+    if (!v3_file_exists(s->gsm) || !v3_file_exists(p)) {
+        printf("%s: skipped: shared data (%s, %s) not found\n", test, s->gsm, p);
+        return 77;
+    }
+    t_tmpdir(s->tmp, sizeof s->tmp);
+    snprintf(s->model, sizeof s->model, "%s/model", s->tmp);
+    snprintf(s->data, sizeof s->data, "%s/gsm8k_head.jsonl", s->tmp);
+    snprintf(s->ra, sizeof s->ra, "%s/%s", s->tmp, run_a);
+    snprintf(s->rb, sizeof s->rb, "%s/%s", s->tmp, run_b);
+    return sft_tiny_model(s->model) || sft_head_rows(s->gsm, s->data, 120) ? 1 : 0;
+}
+
 #endif

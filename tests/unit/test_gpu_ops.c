@@ -17,8 +17,7 @@ static int run_mode(int math) {
     int rc = gpu_open(&d, &dev, "test_gpu_ops");
     if (rc) return -rc;
     dev.math = math;
-    printf("test_gpu_ops: math %s (products: tolerance %g)\n", v3_math_name(math),
-           math == V3_MATH_BF16 ? BF16_TOL : math == V3_MATH_TF32 ? TF32_TOL : DEV_TOL);
+    printf("test_gpu_ops: math %s (products: tolerance %g)\n", v3_math_name(math), oc_math_tol(math));
     oc_env *E = oc_env_new("test_gpu_ops");
     E->dev_be = d.be;
     E->dev = dev;

@@ -165,22 +165,14 @@ int main(void) {
     if (rc) return rc;
     v3_kctx_free(&probe); /* v3_sft_run opens its own context on the same backend */
 
-    char gsm[1024], tok[1024], tmp[1024], model[1200], data[1200], ra[1200], rb[1200], p[1400];
-    t_data_path("gsm8k/train.jsonl", gsm, sizeof gsm);
-    t_data_path("deepseek-v3", tok, sizeof tok);
-    snprintf(p, sizeof p, "%s/tokenizer.json", tok);
-    if (!v3_file_exists(gsm) || !v3_file_exists(p)) {
-        printf("test_gpu_sft: skipped: shared data (%s, %s) not found\n", gsm, p);
-        return 77;
-    }
-    t_tmpdir(tmp, sizeof tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/gsm8k_head.jsonl", tmp);
-    snprintf(ra, sizeof ra, "%s/run_cpu", tmp);
-    snprintf(rb, sizeof rb, "%s/run_dev", tmp);
+    sft_paths sp;
+    int prep = sft_case_prepare(&sp, "test_gpu_sft", "run_cpu", "run_dev");
+    if (prep == 77) return 77;
+    if (prep) return t_finish("test_gpu_sft");
+    const char *tok = sp.tok, *tmp = sp.tmp, *model = sp.model, *data = sp.data, *ra = sp.ra,
+               *rb = sp.rb;
     char rc16[1200];
     snprintf(rc16, sizeof rc16, "%s/run_dev_bf16", tmp);
-    if (sft_tiny_model(model) || sft_head_rows(gsm, data, 120)) return t_finish("test_gpu_sft");
     const char *const train[] = {data};
     v3_err err = {0};
     v3_sft_opts o;

@@ -113,20 +113,13 @@ static int64_t count(const char *run_dir, const char *sql) {
 }
 
 int main(void) {
-    char gsm[1024], tok[1024], tmp[1024], model[1200], data[1200], ra[1200], rb[1200], p[1400];
-    t_data_path("gsm8k/train.jsonl", gsm, sizeof gsm);
-    t_data_path("deepseek-v3", tok, sizeof tok);
-    snprintf(p, sizeof p, "%s/tokenizer.json", tok);
-    if (!v3_file_exists(gsm) || !v3_file_exists(p)) {
-        printf("skipped: shared data (%s, %s) not found\n", gsm, p);
-        return 77;
-    }
-    t_tmpdir(tmp, sizeof tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/gsm8k_head.jsonl", tmp);
-    snprintf(ra, sizeof ra, "%s/run_a", tmp);
-    snprintf(rb, sizeof rb, "%s/run_b", tmp);
-    if (sft_tiny_model(model) || sft_head_rows(gsm, data, 120)) return t_finish("test_sft_e2e");
+    sft_paths sp;
+    int prep = sft_case_prepare(&sp, "test_sft_e2e", "run_a", "run_b");
+    if (prep == 77) return 77;
+    if (prep) return t_finish("test_sft_e2e");
+    const char *tok = sp.tok, *tmp = sp.tmp, *model = sp.model, *data = sp.data, *ra = sp.ra,
+               *rb = sp.rb;
+    char p[1400];
     v3_err err;
     v3_sft_opts o;
 

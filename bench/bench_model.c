@@ -3,7 +3,7 @@
  * on a device the device memory in use (cudaMemGetInfo) above what it was before the model.
  *
  *   bench_model --preset small --seq 2048 [--batch 1] [--steps 3] [--threads N]
- *               [--recompute none|all|K] [--prompt F] [--separate] [--json] [--profile]
+ *               [--recompute none|all|K] [--loss-chunk T] [--prompt F] [--separate] [--json] [--profile]
  *   bench_model --preset small --config-out config.json     (writes the preset's config.json)
  *   bench_model --preset small --seq 2048 --steps 0          (prints the memory plan only)
  *   bench_model --preset medium --seq 4096 --device cuda --math bf16 --adamw --fit --json
@@ -222,7 +222,7 @@ static void random_weights(v3_model *m, uint64_t seed) {
 int main(int argc, char **argv) {
     const char *preset = "tiny", *recompute = "none", *config_out = NULL, *device = "cpu";
     const char *math_name = "fp32";
-    int64_t seq = 256, batch = 1;
+    int64_t seq = 256, batch = 1, loss_chunk = 0;
     int steps = 3, threads = 0, json = 0, profile = 0, separate = 0, adamw = 0, fit = 0;
     double prompt = 0;
     for (int i = 1; i < argc; i++) {
@@ -232,6 +232,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--recompute") && i + 1 < argc) recompute = argv[++i];
+        else if (!strcmp(argv[i], "--loss-chunk") && i + 1 < argc) loss_chunk = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atof(argv[++i]);
         else if (!strcmp(argv[i], "--separate")) separate = 1;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
@@ -243,7 +244,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--config-out") && i + 1 < argc) config_out = argv[++i];
         else {
             fprintf(stderr, "usage: bench_model --preset NAME --seq T [--batch B] [--steps S] "
-                            "[--threads N] [--recompute none|all|K] [--prompt F] [--separate] [--json] "
+                            "[--threads N] [--recompute none|all|K] [--loss-chunk T] [--prompt F] [--separate] [--json] "
                             "[--profile] [--device cpu|cuda] [--math fp32|tf32|bf16] [--adamw] [--fit]\n");
             return 2;
         }
@@ -314,6 +315,7 @@ int main(int argc, char **argv) {
     for (int l = 0; l < n_re && l < 256; l++) re[l] = 1;
     v3_model_options o = v3_model_default_options();
     o.recompute = re;
+    o.loss_chunk = loss_chunk;
 
     long rss0 = rss_kb();
     double dev0 = device_used_mib(&ctx), dev_peak = dev0;

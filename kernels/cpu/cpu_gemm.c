@@ -160,24 +160,20 @@ __attribute__((target("avx2"))) static void ukernel_avx2(int64_t kc, const float
     UK_STORE;
 }
 
-/* A not transposed (aks == 1): k unrolled by 4 with constant offsets */
+/* A not transposed (aks == 1): one index for the six rows. Not unrolled: with k unrolled by 4,
+ * GCC -O3 interleaved the steps and spilled the twelve accumulators to the stack (NT/NN GEMMs at
+ * half speed in Release builds); one step per iteration needs exactly the 16 ymm registers. */
 __attribute__((target("avx2"))) static void ukernel_avx2_rows(int64_t kc,
                                                               const float *const ar[MR],
                                                               int64_t aks, const float *b,
                                                               int64_t bks, float *acc, int load) {
     UK_DECL
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        for (int u = 0; u < 4; u++) /* unrolled by the compiler: constant offsets */
-            UK_STEP(b + u * NR, a0 + u, a1 + u, a2 + u, a3 + u, a4 + u, a5 + u);
-        b += 4 * NR;
-        a0 += 4, a1 += 4, a2 += 4, a3 += 4, a4 += 4, a5 += 4;
-    }
-    for (; k < kc; k++) {
-        UK_STEP(b, a0, a1, a2, a3, a4, a5);
-        b += NR;
-        a0++, a1++, a2++, a3++, a4++, a5++;
+    (void)aks;
+#pragma GCC unroll 1
+    for (int64_t k = 0; k < kc; k++) {
+        UK_STEP(b, a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k);
+        b += bks;
     }
     UK_STORE;
 }

@@ -14,7 +14,7 @@
  * A linear layer y = x·Wᵀ (model/model_internal.h) is three GEMMs: fwd (x·Wᵀ), bwd_x (dy·W) and
  * bwd_w (dW += dyᵀ·x). The routed experts appear twice: one expert's GEMM at the average load
  * (T·K/E rows) through `gemm`, and all E of them through `gemm_grouped` as moe.c issues them.
- * The head is the loss chunk the model uses (model.c: 8 Mi logits per chunk). Attention is one
+ * The head is the loss chunk the model uses (model.c: 256 Mi logits per chunk on a device). Attention is one
  * causal document (kv_lo = 0, kv_hi = t + 1) in the model's layout (v inside the kv_b rows);
  * its FLOPs are counted as FlashAttention counts them: forward 2 matmuls, backward 5, over the
  * T(T+1)/2 visible pairs.

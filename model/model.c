@@ -271,15 +271,16 @@ int v3_model_init(v3_model *m, const v3_config *cfg, v3_kctx *ctx, int64_t max_t
     m->opt.recompute = NULL;
     m->ctx = ctx;
     m->max_tokens = max_tokens;
-    /* auto: about 32 MiB of fp32 logits per chunk (64 tokens at V = 129280, 16..1024 tokens) in
-     * host memory, where the chunk stays in cache; about 1 GiB (2076 tokens, 16..4096) on a device,
-     * where a 64-row head GEMM would leave most of the GPU idle and each chunk re-reads (and in
-     * bf16 re-rounds) the whole lm_head */
+    /* auto: about 128 MiB of fp32 logits per chunk (259 tokens at V = 129280, 16..1024 tokens) in
+     * host memory, about 1 GiB (2076 tokens, 16..4096) on a device. Each chunk streams the whole
+     * lm_head twice (logits, dx) and its gradient once in and out, ~1 GB on `small`: with 64-token
+     * chunks that traffic cost ~8 % of a CPU step at 256 tokens; on a device a 64-row head GEMM
+     * would also leave most of the GPU idle (and in bf16 re-round the head per chunk) */
     if (m->opt.loss_chunk > 0) {
         m->loss_chunk = m->opt.loss_chunk;
     } else {
         int dev = ctx && ctx->be && !ctx->be->host_visible;
-        int64_t floats = dev ? 256 << 20 : 8 << 20, most = dev ? 4096 : 1024;
+        int64_t floats = dev ? 256 << 20 : 32 << 20, most = dev ? 4096 : 1024;
         m->loss_chunk = floats / cfg->vocab_size;
         if (m->loss_chunk < 16) m->loss_chunk = 16;
         if (m->loss_chunk > most) m->loss_chunk = most;

@@ -48,7 +48,7 @@ typedef struct v3_model_options {
     /* recompute[l] != 0: layer l keeps only its input and is recomputed in backward. NULL = none.
      * Length n_layer (+1 for the MTP layer at index n_layer when mtp). Copied at init. */
     const unsigned char *recompute;
-    int64_t loss_chunk;     /* tokens per logits chunk in the loss (0 = auto: ~32 MiB of logits) */
+    int64_t loss_chunk;     /* tokens per logits chunk in the loss (0 = auto: 128 MiB host, 1 GiB device) */
     /* 1: attention in the absorbed (latent) form of model-spec §3 — W_UK folded into the query,
      * keys/values = the normalised latent c ‖ k_pe shared by all heads, W_UV after attention.
      * The rollout engine always decodes this way; a trainer whose logprobs must equal the

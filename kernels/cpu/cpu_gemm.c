@@ -682,7 +682,11 @@ static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
     }
     ukernels uk = pick_ukernels();
     int failed = 0;
-#pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 1e7)
+    /* threads from 0.05 MFLOP: a decode step is a chain of GEMVs of 0.5-3 MB of weights each,
+     * memory-bound, which two cores stream ~1.8x faster than one; a fork/join costs microseconds
+     * on a quiet machine (batch-1 decode on small, 2 threads: 35 -> 44-48 tok/s against the
+     * earlier 10 MFLOP threshold) */
+#pragma omp parallel num_threads(nt) if (n_task > 1 && flop > 5e4)
     {
         /* one block: separate blocks of this size made glibc return the freed heap top to the
          * system after every call and fault it in again on the next (measured: +45 % on a

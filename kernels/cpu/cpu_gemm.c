@@ -56,25 +56,7 @@ enum {
 typedef void ukernel_fn(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
                         int64_t bks, float *acc, int load);
 
-static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
-                           int64_t bks, float *acc, int load) {
-    float c[MR][NR];
-    for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) c[r][j] = load ? acc[r * NR + j] : 0.0f;
-    for (int64_t k = 0; k < kc; k++) {
-        const float *bk = b + k * bks;
-        for (int r = 0; r < MR; r++) {
-            float a = ar[r][k * aks];
-            for (int j = 0; j < NR; j++) {
-                float p = a * bk[j];
-                c[r][j] = c[r][j] + p;
-            }
-        }
-    }
-    memcpy(acc, c, sizeof c);
-}
-
-/* The few-row kernels: rows r < mr (1..5) of ns strips of NR columns, strip s read at b + s*ss
+/* The few-row kernels: rows r < mr (1..5; MR for the portable six-row one) of ns strips of NR columns, strip s read at b + s*ss
  * (row stride bks), its accumulators at acc + s*accs (row r at + r*NR); A as for the 6-row kernel.
  * They run the calls with M < MR (decode: one row per sequence, two for MTP verification, the
  * routed experts' few rows) and the last M mod MR rows of any call: the same per-element sequence
@@ -101,6 +83,12 @@ static void tkernel_scalar(int mr, int ns, int64_t kc, const float *const ar[MR]
         }
         for (int r = 0; r < mr; r++) memcpy(as + r * NR, c[r], sizeof c[r]);
     }
+}
+
+/* The portable six-row kernel: the few-row one at mr = MR over one strip. */
+static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
+                           int64_t bks, float *acc, int load) {
+    tkernel_scalar(MR, 1, kc, ar, aks, b, bks, 0, acc, 0, load);
 }
 
 #if defined(__x86_64__) || defined(__i386__)

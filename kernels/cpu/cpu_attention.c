@@ -37,6 +37,32 @@ static inline float dot8(const float *a, const float *b, int64_t n) {
     return ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
 }
 
+/* out[j] = dot8(a[j], b, n) for j < 8: the same per-lane sums and final reduction, the eight
+ * chains interleaved (one dot8 is a chain of dependent adds: latency-bound, not throughput-bound).
+ * Callers pass a repeated row for unused slots and ignore their results. */
+static inline void dot8x8(const float *const a[8], const float *b, int64_t n, float out[8]) {
+    if (n % 8) {
+        for (int j = 0; j < 8; j++) out[j] = dot8(a[j], b, n);
+        return;
+    }
+    v8f acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i += 8) {
+        v8f y;
+        memcpy(&y, b + i, sizeof y);
+        for (int j = 0; j < 8; j++) {
+            v8f x;
+            memcpy(&x, a[j] + i, sizeof x);
+            acc[j] += x * y;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        float r[8];
+        memcpy(r, &acc[j], sizeof r);
+        out[j] = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+    }
+}
+
 static int windows_ok(v3_kctx *ctx, const v3_attn_params *p) {
     for (int64_t t = 0; t < p->T; t++)
         if (p->kv_lo[t] < 0 || p->kv_hi[t] > p->Tk || p->kv_lo[t] > p->kv_hi[t]) {
@@ -65,13 +91,14 @@ static void fwd_block(const v3_attn_params *p, int64_t t0, int64_t nq, int64_t h
     int64_t H = p->H, dq = p->d_qk, dv = p->d_v, Tk = p->Tk, ulo, uhi;
     window_union(p, t0, t0 + nq, &ulo, &uhi);
     const float *q[QB];
-    for (int64_t j = 0; j < nq; j++) q[j] = p->q + (t0 + j) * p->q_st + h * p->q_sh;
+    for (int64_t j = 0; j < QB; j++) q[j] = p->q + (t0 + (j < nq ? j : 0)) * p->q_st + h * p->q_sh;
     /* scores: one key row, every query of the block that sees it */
     for (int64_t s = ulo; s < uhi; s++) {
         const float *k = p->k + s * p->k_st + h * p->k_sh;
+        float d[QB];
+        dot8x8(q, k, dq, d);
         for (int64_t j = 0; j < nq; j++)
-            if (s >= p->kv_lo[t0 + j] && s < p->kv_hi[t0 + j])
-                sc[j * Tk + s] = p->scale * dot8(q[j], k, dq);
+            if (s >= p->kv_lo[t0 + j] && s < p->kv_hi[t0 + j]) sc[j * Tk + s] = p->scale * d[j];
     }
     float mx[QB];
     double sum[QB];
@@ -137,48 +164,59 @@ void cpu_attention_fwd(v3_kctx *ctx, const v3_attn_params *p) {
     if (failed) v3k_fail(ctx, V3_ENOMEM, "attention_fwd: out of memory");
 }
 
-/* dq for queries [t0, t0+nq) of head h: dS = P ⊙ (dP − D), dq = scale·dS·K */
+/* dq for queries [t0, t0+nq) of head h: dS = P ⊙ (dP − D), dq = scale·dS·K. The sums build up in
+ * the scratch g ([QB][d_qk]), not in dq: rows of other heads, which the other threads write at the
+ * same time, share cache lines with them, and every key's update would bounce those lines between
+ * cores (the backward ran slower on two threads than on one). */
 __attribute__((target_clones("avx2", "default")))
-static void dq_block(const v3_attn_params *p, const float *D, int64_t t0, int64_t nq, int64_t h) {
+static void dq_block(const v3_attn_params *p, const float *D, int64_t t0, int64_t nq, int64_t h,
+                     float *gbuf) {
     int64_t H = p->H, dq = p->d_qk, dv = p->d_v, ulo, uhi;
     window_union(p, t0, t0 + nq, &ulo, &uhi);
     const float *q[QB], *dout[QB];
     float *g[QB];
-    for (int64_t j = 0; j < nq; j++) {
-        int64_t th = (t0 + j) * H + h;
-        q[j] = p->q + (t0 + j) * p->q_st + h * p->q_sh;
+    for (int64_t j = 0; j < QB; j++) {
+        int64_t th = (t0 + (j < nq ? j : 0)) * H + h;
+        q[j] = p->q + (t0 + (j < nq ? j : 0)) * p->q_st + h * p->q_sh;
         dout[j] = p->dout + th * dv;
-        g[j] = p->dq + th * dq;
-        for (int64_t i = 0; i < dq; i++) g[j][i] = 0.0f;
+        g[j] = gbuf + j * dq;
+        for (int64_t i = 0; i < dq && j < nq; i++) g[j][i] = 0.0f;
     }
     for (int64_t s = ulo; s < uhi; s++) {
         const float *k = p->k + s * p->k_st + h * p->k_sh;
         const float *v = p->v + s * p->v_st + h * p->v_sh;
+        float sd[QB], pd[QB];
+        dot8x8(q, k, dq, sd);
+        dot8x8(dout, v, dv, pd);
         for (int64_t j = 0; j < nq; j++) {
             if (s < p->kv_lo[t0 + j] || s >= p->kv_hi[t0 + j]) continue;
             int64_t th = (t0 + j) * H + h;
-            float pr = expf(p->scale * dot8(q[j], k, dq) - p->lse[th]);
-            float ds = pr * (dot8(dout[j], v, dv) - D[th]);
+            float pr = expf(p->scale * sd[j] - p->lse[th]);
+            float ds = pr * (pd[j] - D[th]);
 #pragma omp simd
             for (int64_t i = 0; i < dq; i++) g[j][i] += ds * k[i];
         }
     }
-    for (int64_t j = 0; j < nq; j++)
-        for (int64_t i = 0; i < dq; i++) g[j][i] *= p->scale;
+    for (int64_t j = 0; j < nq; j++) {
+        float *o = p->dq + ((t0 + j) * H + h) * dq;
+        for (int64_t i = 0; i < dq; i++) o[i] = g[j][i] * p->scale;
+    }
 }
 
-/* dk, dv for keys [s0, s0+nk) of head h, queries in increasing t: dk = scale·dSᵀQ, dv = Pᵀ dO */
+/* dk, dv for keys [s0, s0+nk) of head h, queries in increasing t: dk = scale·dSᵀQ, dv = Pᵀ dO;
+ * summed in the scratch gbuf ([KB][d_qk] then [KB][d_v]) for the reason given at dq_block */
 __attribute__((target_clones("avx2", "default")))
-static void dkv_block(const v3_attn_params *p, const float *D, int64_t s0, int64_t nk, int64_t h) {
+static void dkv_block(const v3_attn_params *p, const float *D, int64_t s0, int64_t nk, int64_t h,
+                      float *gbuf) {
     int64_t H = p->H, dq = p->d_qk, dv = p->d_v;
     const float *k[KB], *v[KB];
     float *gk[KB], *gv[KB];
-    for (int64_t j = 0; j < nk; j++) {
-        int64_t sh = (s0 + j) * H + h;
-        k[j] = p->k + (s0 + j) * p->k_st + h * p->k_sh;
-        v[j] = p->v + (s0 + j) * p->v_st + h * p->v_sh;
-        gk[j] = p->dk + sh * dq;
-        gv[j] = p->dv + sh * dv;
+    for (int64_t j = 0; j < KB; j++) {
+        k[j] = p->k + (s0 + (j < nk ? j : 0)) * p->k_st + h * p->k_sh;
+        v[j] = p->v + (s0 + (j < nk ? j : 0)) * p->v_st + h * p->v_sh;
+        if (j >= nk) continue;
+        gk[j] = gbuf + j * dq;
+        gv[j] = gbuf + KB * dq + j * dv;
         for (int64_t i = 0; i < dq; i++) gk[j][i] = 0.0f;
         for (int64_t i = 0; i < dv; i++) gv[j][i] = 0.0f;
     }
@@ -187,19 +225,26 @@ static void dkv_block(const v3_attn_params *p, const float *D, int64_t s0, int64
         if (hi <= s0 || lo >= s0 + nk) continue;
         int64_t th = t * H + h;
         const float *q = p->q + t * p->q_st + h * p->q_sh, *dout = p->dout + th * dv;
+        float sd[KB], pd[KB];
+        dot8x8(k, q, dq, sd);
+        dot8x8(v, dout, dv, pd);
         for (int64_t j = 0; j < nk; j++) {
             int64_t s = s0 + j;
             if (s < lo || s >= hi) continue;
-            float pr = expf(p->scale * dot8(q, k[j], dq) - p->lse[th]);
-            float ds = pr * (dot8(dout, v[j], dv) - D[th]);
+            float pr = expf(p->scale * sd[j] - p->lse[th]);
+            float ds = pr * (pd[j] - D[th]);
 #pragma omp simd
             for (int64_t i = 0; i < dq; i++) gk[j][i] += ds * q[i];
 #pragma omp simd
             for (int64_t i = 0; i < dv; i++) gv[j][i] += pr * dout[i];
         }
     }
-    for (int64_t j = 0; j < nk; j++)
-        for (int64_t i = 0; i < dq; i++) gk[j][i] *= p->scale;
+    for (int64_t j = 0; j < nk; j++) {
+        int64_t sh = (s0 + j) * H + h;
+        float *ok = p->dk + sh * dq, *ov = p->dv + sh * dv;
+        for (int64_t i = 0; i < dq; i++) ok[i] = gk[j][i] * p->scale;
+        memcpy(ov, gv[j], (size_t)dv * sizeof(float));
+    }
 }
 
 /* With P = softmax(S), S = scale·QKᵀ: dV = Pᵀ dO; dP = dO Vᵀ; dS = P ⊙ (dP − D), D_t = <dO_t, O_t>;
@@ -217,15 +262,27 @@ void cpu_attention_bwd(v3_kctx *ctx, const v3_attn_params *p) {
     for (int64_t th = 0; th < T * H; th++)
         D[th] = dot8(p->dout + th * dv, p->out + th * dv, dv);
     int64_t nqb = (T + QB - 1) / QB, nkb = (Tk + KB - 1) / KB;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (T * H > 1)
-    for (int64_t task = 0; task < nqb * H; task++) {
-        int64_t t0 = task / H * QB;
-        dq_block(p, D, t0, T - t0 < QB ? T - t0 : QB, task % H);
+    int failed = 0;
+#pragma omp parallel num_threads(nt) if (T * H > 1 || Tk * H > 1)
+    {
+        size_t n_q = (size_t)(QB * p->d_qk), n_kv = (size_t)(KB * (p->d_qk + p->d_v));
+        float *g = malloc((n_q > n_kv ? n_q : n_kv) * sizeof(float) + 1);
+        if (!g) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < nqb * H; task++) {
+            int64_t t0 = task / H * QB;
+            if (g) dq_block(p, D, t0, T - t0 < QB ? T - t0 : QB, task % H, g);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < nkb * H; task++) {
+            int64_t s0 = task / H * KB;
+            if (g) dkv_block(p, D, s0, Tk - s0 < KB ? Tk - s0 : KB, task % H, g);
+        }
+        free(g);
     }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (Tk * H > 1)
-    for (int64_t task = 0; task < nkb * H; task++) {
-        int64_t s0 = task / H * KB;
-        dkv_block(p, D, s0, Tk - s0 < KB ? Tk - s0 : KB, task % H);
-    }
+    if (failed) v3k_fail(ctx, V3_ENOMEM, "attention_bwd: out of memory");
     free(D);
 }

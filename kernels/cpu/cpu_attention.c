@@ -22,6 +22,11 @@ enum { QB = 8, KB = 8 };
  * extension: element-wise multiply then add, so the order is fixed on every target). Every
  * score of this file goes through it, so forward and backward see identical scores. */
 typedef float v8f __attribute__((vector_size(32)));
+/* the fixed reduction of dot8's eight lanes (dot8x8 must use the same: same bits) */
+static inline float reduce8(const float r[8]) {
+    return ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+}
+
 static inline float dot8(const float *a, const float *b, int64_t n) {
     v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -34,7 +39,7 @@ static inline float dot8(const float *a, const float *b, int64_t n) {
     float r[8];
     memcpy(r, &acc, sizeof r);
     for (; i < n; i++) r[i & 7] += a[i] * b[i];
-    return ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+    return reduce8(r);
 }
 
 /* out[j] = dot8(a[j], b, n) for j < 8: the same per-lane sums and final reduction, the eight
@@ -59,7 +64,7 @@ static inline void dot8x8(const float *const a[8], const float *b, int64_t n, fl
     for (int j = 0; j < 8; j++) {
         float r[8];
         memcpy(r, &acc[j], sizeof r);
-        out[j] = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+        out[j] = reduce8(r);
     }
 }
 
@@ -91,7 +96,8 @@ static void fwd_block(const v3_attn_params *p, int64_t t0, int64_t nq, int64_t h
     int64_t H = p->H, dq = p->d_qk, dv = p->d_v, Tk = p->Tk, ulo, uhi;
     window_union(p, t0, t0 + nq, &ulo, &uhi);
     const float *q[QB];
-    for (int64_t j = 0; j < QB; j++) q[j] = p->q + (t0 + (j < nq ? j : 0)) * p->q_st + h * p->q_sh;
+    for (int64_t j = 0; j < QB; j++) /* unused slots repeat the first query */
+        q[j] = p->q + (t0 + (j < nq ? j : 0)) * p->q_st + h * p->q_sh;
     /* scores: one key row, every query of the block that sees it */
     for (int64_t s = ulo; s < uhi; s++) {
         const float *k = p->k + s * p->k_st + h * p->k_sh;
@@ -176,11 +182,11 @@ static void dq_block(const v3_attn_params *p, const float *D, int64_t t0, int64_
     const float *q[QB], *dout[QB];
     float *g[QB];
     for (int64_t j = 0; j < QB; j++) {
-        int64_t th = (t0 + (j < nq ? j : 0)) * H + h;
-        q[j] = p->q + (t0 + (j < nq ? j : 0)) * p->q_st + h * p->q_sh;
-        dout[j] = p->dout + th * dv;
+        int64_t t = t0 + (j < nq ? j : 0); /* unused slots repeat the first query */
+        q[j] = p->q + t * p->q_st + h * p->q_sh;
+        dout[j] = p->dout + (t * H + h) * dv;
         g[j] = gbuf + j * dq;
-        for (int64_t i = 0; i < dq && j < nq; i++) g[j][i] = 0.0f;
+        if (j < nq) memset(g[j], 0, (size_t)dq * sizeof(float));
     }
     for (int64_t s = ulo; s < uhi; s++) {
         const float *k = p->k + s * p->k_st + h * p->k_sh;
@@ -212,14 +218,13 @@ static void dkv_block(const v3_attn_params *p, const float *D, int64_t s0, int64
     const float *k[KB], *v[KB];
     float *gk[KB], *gv[KB];
     for (int64_t j = 0; j < KB; j++) {
-        k[j] = p->k + (s0 + (j < nk ? j : 0)) * p->k_st + h * p->k_sh;
-        v[j] = p->v + (s0 + (j < nk ? j : 0)) * p->v_st + h * p->v_sh;
-        if (j >= nk) continue;
+        int64_t s = s0 + (j < nk ? j : 0); /* unused slots repeat the first key */
+        k[j] = p->k + s * p->k_st + h * p->k_sh;
+        v[j] = p->v + s * p->v_st + h * p->v_sh;
         gk[j] = gbuf + j * dq;
         gv[j] = gbuf + KB * dq + j * dv;
-        for (int64_t i = 0; i < dq; i++) gk[j][i] = 0.0f;
-        for (int64_t i = 0; i < dv; i++) gv[j][i] = 0.0f;
     }
+    memset(gbuf, 0, (size_t)(KB * (dq + dv)) * sizeof(float));
     for (int64_t t = 0; t < p->T; t++) {
         int64_t lo = p->kv_lo[t], hi = p->kv_hi[t];
         if (hi <= s0 || lo >= s0 + nk) continue;

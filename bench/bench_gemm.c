@@ -11,6 +11,7 @@
  *     element equals the plain sequential float loop on shapes that take the K-blocked paths.
  * Usage: bench_gemm [threads (0 = all)] [reps] [filter substring]. */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,7 +182,7 @@ static void grouped(v3_kctx *ctx, const char *name, int64_t T, int64_t C, int64_
     free(cnt), free(X), free(Y), free(Z), free(W), free(G), free(d);
 }
 
-/* Every element must equal the plain sequential float loop acc = 0; acc = acc + a*b (k in order),
+/* Every element must equal the plain sequential loop acc = 0; acc = fmaf(a, b, acc) (k in order),
  * then alpha*acc + beta*c, bit for bit, on both micro-kernels: checked on shapes that take the
  * K-blocked paths (K > 640, or > 384 with a transposed A), which tests/unit/test_ops.c does not
  * reach. Returns the number of failing shapes. */
@@ -224,8 +225,7 @@ static int exact(v3_kctx *ctx) {
                 float acc = 0.0f;
                 for (int64_t k = 0; k < K; k++) {
                     float a = ta ? A[k * M + i] : A[i * K + k], b = tb ? B[j * K + k] : B[k * N + j];
-                    float p = a * b; /* ISO C build: never contracted */
-                    acc = acc + p;
+                    acc = fmaf(a, b, acc);
                 }
                 float x = 0.5f * acc, y = 0.75f * C0[i * N + j];
                 wrong += C[i * N + j] != x + y;

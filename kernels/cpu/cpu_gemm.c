@@ -6,8 +6,11 @@
  * and thread partition. The rollout engine needs the logprob of a token to be bit-identical whether
  * it was computed alone (decoding) or in a batch (the trainer's recompute), so this file computes
  * every element C[i,j] by ONE fixed sequence:
- *     acc = 0; for k = 0..K-1: acc = acc + a(i,k)*b(k,j);   C = alpha*acc (+ beta*C)
- * with a rounded product and then a rounded sum (never an FMA). Tiling, K-blocking (the float
+ *     acc = 0; for k = 0..K-1: acc = fmaf(a(i,k), b(k,j), acc);   C = alpha*acc (+ beta*C)
+ * with one fused multiply-add (one rounding) per k: the AVX2 kernels' vfmadd and the portable
+ * kernel's fmaf give the same bits. (Until 2026-11-23 it was a rounded product then a rounded sum:
+ * 24 floating-point instructions per k of the six-row kernel instead of 12; alternated calls in one
+ * process ran 10-48 % faster with the FMA on the model's shapes.) Tiling, K-blocking (the float
  * accumulator is parked in a buffer between K blocks, which does not change its value), packing,
  * padding rows/columns and threading only decide WHICH thread runs that sequence and when, never
  * its order, so the result is independent of M, of the row's position, of the thread count, of
@@ -27,14 +30,15 @@
  * sequence, so a row computed alone equals the same row inside any batch. A plain A is read in
  * place (one broadcast per row and k); a transposed A is packed per tile and block into panels
  * of six adjacent values per k. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_internal.h"
 
-/* The portable micro-kernel and the epilogue must not be contracted into FMAs (they would be
- * under -march=native with GNU C's default -ffp-contract=fast): that would change their bits and
- * break the scalar == AVX2 guarantee. ISO C mode (our CMake default) already implies this. */
+/* The epilogue (alpha*acc + beta*c) must not be contracted into an FMA (it would be under
+ * -march=native with GNU C's default -ffp-contract=fast): store_tile and store_avx2 must round
+ * alike. ISO C mode (our CMake default) already implies this; the products use explicit FMAs. */
 #pragma GCC optimize("fp-contract=off")
 
 enum {
@@ -46,18 +50,20 @@ enum {
     KMAX1 = 640, /* K up to this runs as one block */
     KMAXT = 384, /* the same when A is transposed (its packed block is MC × K) */
     NP = 4,      /* strips per panel: the widest few-row tile is 1 × NP·NR */
-    DKR = 3      /* calls of up to this many rows with B transposed read B in place (dk_body) */
+    DKR = 3,     /* calls of up to this many rows with B transposed read B in place (dk_body) */
+    PFD = 8      /* rows ahead that the packing routines prefetch */
 };
 
 /* ---------------------------------------------------------------- micro-kernels */
 
 /* acc[MR][NR] (=, or += when load) Σ_k ar[r][k*aks] · b[k*bks + j], k = 0..kc-1 in order.
- * Both versions perform, per element and k, one rounded multiply then one rounded add. */
+ * Both versions perform, per element and k, one fused multiply-add. */
 typedef void ukernel_fn(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
                         int64_t bks, float *acc, int load);
 
-/* The few-row kernels: rows r < mr (1..5; MR for the portable six-row one) of ns strips of NR columns, strip s read at b + s*ss
- * (row stride bks), its accumulators at acc + s*accs (row r at + r*NR); A as for the 6-row kernel.
+/* The few-row kernels: rows r < mr (1..5; MR for the portable six-row one) of ns strips of NR
+ * columns, strip s read at b + s*ss (row stride bks), its accumulators at acc + s*accs (row r at
+ * + r*NR); A as for the 6-row kernel.
  * They run the calls with M < MR (decode: one row per sequence, two for MTP verification, the
  * routed experts' few rows) and the last M mod MR rows of any call: the same per-element sequence
  * as the 6-row kernel (so the same bits), without computing MR - mr discarded rows. */
@@ -76,8 +82,7 @@ static void tkernel_scalar(int mr, int ns, int64_t kc, const float *const ar[MR]
             for (int r = 0; r < mr; r++) {
                 float a = ar[r][k * aks];
                 for (int j = 0; j < NR; j++) {
-                    float p = a * bk[j];
-                    c[r][j] = c[r][j] + p;
+                    c[r][j] = fmaf(a, bk[j], c[r][j]);
                 }
             }
         }
@@ -94,8 +99,9 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define V3_HAVE_AVX2_KERNEL 1
-/* target "avx2" only (no "fma"): the compiler cannot fuse the _mm256_mul_ps/_mm256_add_ps pairs.
- * The _rows and _cols variants take B as a packed strip (bks == NR). */
+/* every function below runs only where the CPU has both (pick_ukernels) */
+#define AVX2_FN __attribute__((target("avx2,fma")))
+/* The _rows and _cols variants take B as a packed strip (bks == NR). */
 #define UK_DECL                                                                                    \
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                             \
     if (load) {                                                                                    \
@@ -112,8 +118,8 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
 #define UK_ROW(cr0, cr1, ptr)                                                                      \
     do {                                                                                           \
         __m256 a_ = _mm256_broadcast_ss(ptr);                                                      \
-        cr0 = _mm256_add_ps(cr0, _mm256_mul_ps(a_, b0));                                           \
-        cr1 = _mm256_add_ps(cr1, _mm256_mul_ps(a_, b1));                                           \
+        cr0 = _mm256_fmadd_ps(a_, b0, cr0);                                                        \
+        cr1 = _mm256_fmadd_ps(a_, b1, cr1);                                                        \
     } while (0)
 /* one k: b points at bp[k][0..NR) */
 #define UK_STEP(bptr, p0, p1, p2, p3, p4, p5)                                                      \
@@ -135,9 +141,8 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
     _mm256_storeu_ps(acc + 80, c50), _mm256_storeu_ps(acc + 88, c51)
 
 /* any A layout (six row pointers, k stride aks), any B row stride bks */
-__attribute__((target("avx2"))) static void ukernel_avx2(int64_t kc, const float *const ar[MR],
-                                                         int64_t aks, const float *b, int64_t bks,
-                                                         float *acc, int load) {
+AVX2_FN static void ukernel_avx2(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
+                                 int64_t bks, float *acc, int load) {
     UK_DECL
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
     for (int64_t k = 0; k < kc; k++) {
@@ -151,10 +156,8 @@ __attribute__((target("avx2"))) static void ukernel_avx2(int64_t kc, const float
 /* A not transposed (aks == 1): one index for the six rows. Not unrolled: with k unrolled by 4,
  * GCC -O3 interleaved the steps and spilled the twelve accumulators to the stack (NT/NN GEMMs at
  * half speed in Release builds); one step per iteration needs exactly the 16 ymm registers. */
-__attribute__((target("avx2"))) static void ukernel_avx2_rows(int64_t kc,
-                                                              const float *const ar[MR],
-                                                              int64_t aks, const float *b,
-                                                              int64_t bks, float *acc, int load) {
+AVX2_FN static void ukernel_avx2_rows(int64_t kc, const float *const ar[MR], int64_t aks,
+                                      const float *b, int64_t bks, float *acc, int load) {
     UK_DECL
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
     (void)aks;
@@ -167,10 +170,8 @@ __attribute__((target("avx2"))) static void ukernel_avx2_rows(int64_t kc,
 }
 
 /* six adjacent values per k: a(i+r, k) = a[k*aks + r], one pointer (the packed transposed A) */
-__attribute__((target("avx2"))) static void ukernel_avx2_cols(int64_t kc,
-                                                              const float *const ar[MR],
-                                                              int64_t aks, const float *b,
-                                                              int64_t bks, float *acc, int load) {
+AVX2_FN static void ukernel_avx2_cols(int64_t kc, const float *const ar[MR], int64_t aks,
+                                      const float *b, int64_t bks, float *acc, int load) {
     UK_DECL
     const float *a = ar[0];
     for (int64_t k = 0; k < kc; k++) {
@@ -193,7 +194,7 @@ __attribute__((target("avx2"))) static void ukernel_avx2_cols(int64_t kc,
 typedef void tkernel_fn(int64_t kc, const float *const ar[MR], const float *b, int64_t bks,
                         float *acc, int64_t accs, int load);
 
-__attribute__((target("avx2"), always_inline)) static inline void
+AVX2_FN __attribute__((always_inline)) static inline void
 tk_body(const int mr, const int ns, const int bpack, const int arows, int64_t kc,
         const float *const ar[MR], const float *b, int64_t bks, float *acc, int64_t accs,
         int load) {
@@ -219,7 +220,7 @@ tk_body(const int mr, const int ns, const int bpack, const int arows, int64_t kc
             __m256 x_ = _mm256_broadcast_ss(a[r] + (u) * aks);                                     \
             _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) {                                 \
                 __m256 b_ = _mm256_loadu_ps(bu_ + (v >> 1) * ss + (v & 1) * 8);                   \
-                c[r][v] = _mm256_add_ps(c[r][v], _mm256_mul_ps(x_, b_));                           \
+                c[r][v] = _mm256_fmadd_ps(x_, b_, c[r][v]);                                        \
             }                                                                                      \
         }                                                                                          \
         if (!bpack) b += bks;                                                                      \
@@ -249,9 +250,8 @@ tk_body(const int mr, const int ns, const int bpack, const int arows, int64_t kc
 }
 
 #define TK_FN(mr, ns, bp, rw)                                                                      \
-    __attribute__((target("avx2"))) static void tk_##mr##ns##bp##rw(                               \
-        int64_t kc, const float *const ar[MR], const float *b, int64_t bks, float *acc,            \
-        int64_t accs, int load) {                                                                  \
+    AVX2_FN static void tk_##mr##ns##bp##rw(int64_t kc, const float *const ar[MR], const float *b, \
+                                            int64_t bks, float *acc, int64_t accs, int load) {     \
         tk_body(mr, ns, bp, rw, kc, ar, b, bks, acc, accs, load);                                  \
     }
 #define TK_FN4(mr, ns) TK_FN(mr, ns, 0, 0) TK_FN(mr, ns, 0, 1) TK_FN(mr, ns, 1, 0) TK_FN(mr, ns, 1, 1)
@@ -273,7 +273,7 @@ static tkernel_fn *const tk_avx2[2][2][MR][NP + 1] = {
 #undef TK_ENT
 
 /* x[i] = row i of an 8×8 block -> x[k] = column k (a copy: no arithmetic) */
-__attribute__((target("avx2"), always_inline)) static inline void tr8x8(__m256 *x) {
+AVX2_FN __attribute__((always_inline)) static inline void tr8x8(__m256 *x) {
     __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
     __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
     __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
@@ -290,8 +290,7 @@ __attribute__((target("avx2"), always_inline)) static inline void tr8x8(__m256 *
 
 /* bp[k][0..NR) = B[j, k] for the NR rows j of src (row stride ldb), k < kc: the transposed
  * strip of pack_strip, 8×8 blocks transposed in registers (a copy: no arithmetic). */
-__attribute__((target("avx2"))) static void pack_nt_avx2(const float *src, int64_t ldb, int64_t kc,
-                                                         float *bp) {
+AVX2_FN static void pack_nt_avx2(const float *src, int64_t ldb, int64_t kc, float *bp) {
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8)
         for (int h = 0; h < NR; h += 8) {
@@ -317,8 +316,8 @@ __attribute__((target("avx2"))) static void pack_nt_avx2(const float *src, int64
  * sequential read, and prefetching the next strip's rows (any hint) lands them in the same two L1
  * sets as the current ones: ~10 % on the head from DRAM, 60 % slower when B is in cache. */
 
-__attribute__((target("avx2"))) static void expand_a(int mr, int64_t kc, const float *const ar[MR],
-                                                     int64_t aks, float *ax) {
+AVX2_FN static void expand_a(int mr, int64_t kc, const float *const ar[MR], int64_t aks,
+                             float *ax) {
     for (int64_t k = 0; k < kc; k++)
         for (int r = 0; r < mr; r++)
             _mm256_storeu_ps(ax + (k * mr + r) * 8, _mm256_broadcast_ss(ar[r] + k * aks));
@@ -327,7 +326,7 @@ __attribute__((target("avx2"))) static void expand_a(int mr, int64_t kc, const f
 typedef void dkernel_fn(int64_t kc, const float *ax, const float *b, int64_t ldb, float *acc,
                         int load);
 
-__attribute__((target("avx2"), always_inline)) static inline void
+AVX2_FN __attribute__((always_inline)) static inline void
 dk_body(const int mr, int64_t kc, const float *ax, const float *b, int64_t ldb, float *acc,
         int load) {
     __m256 c[DKR][2];
@@ -352,8 +351,8 @@ dk_body(const int mr, int64_t kc, const float *ax, const float *b, int64_t ldb, 
             for (int kk = 0; kk < 8; kk++)
 #pragma GCC unroll 8
                 for (int r = 0; r < mr; r++)
-                    c[r][q] = _mm256_add_ps(
-                        c[r][q], _mm256_mul_ps(x[kk], _mm256_loadu_ps(aq + (kk * mr + r) * 8)));
+                    c[r][q] = _mm256_fmadd_ps(x[kk], _mm256_loadu_ps(aq + (kk * mr + r) * 8),
+                                              c[r][q]);
         }
     }
     for (; k < kc; k++)
@@ -364,8 +363,7 @@ dk_body(const int mr, int64_t kc, const float *ax, const float *b, int64_t ldb, 
                                       bq[5 * ldb], bq[6 * ldb], bq[7 * ldb]);
 #pragma GCC unroll 8
             for (int r = 0; r < mr; r++)
-                c[r][q] = _mm256_add_ps(c[r][q],
-                                        _mm256_mul_ps(x, _mm256_loadu_ps(ax + (k * mr + r) * 8)));
+                c[r][q] = _mm256_fmadd_ps(x, _mm256_loadu_ps(ax + (k * mr + r) * 8), c[r][q]);
         }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
@@ -374,9 +372,8 @@ dk_body(const int mr, int64_t kc, const float *ax, const float *b, int64_t ldb, 
 }
 
 #define DK_FN(mr)                                                                                  \
-    __attribute__((target("avx2"))) static void dk_##mr(int64_t kc, const float *ax,               \
-                                                        const float *b, int64_t ldb, float *acc,   \
-                                                        int load) {                                \
+    AVX2_FN static void dk_##mr(int64_t kc, const float *ax, const float *b, int64_t ldb,          \
+                                float *acc, int load) {                                            \
         dk_body(mr, kc, ax, b, ldb, acc, load);                                                    \
     }
 DK_FN(1) DK_FN(2) DK_FN(3)
@@ -385,8 +382,8 @@ static dkernel_fn *const dk_avx2[DKR + 1] = {NULL, dk_1, dk_2, dk_3};
 
 /* c[r][0..NR) = alpha*acc[r] (+ beta*c[r]) for r < mr: the same rounded operations as
  * store_tile's scalar loop, eight lanes at a time. */
-__attribute__((target("avx2"))) static void store_avx2(float *c, int64_t ldc, int64_t mr,
-                                                       float alpha, float beta, const float *acc) {
+AVX2_FN static void store_avx2(float *c, int64_t ldc, int64_t mr, float alpha, float beta,
+                               const float *acc) {
     __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
     for (int64_t r = 0; r < mr; r++, c += ldc, acc += NR)
         for (int h = 0; h < NR; h += 8) {
@@ -409,7 +406,7 @@ typedef struct ukernels {
 
 static ukernels pick_ukernels(void) {
 #ifdef V3_HAVE_AVX2_KERNEL
-    if (!force_scalar && __builtin_cpu_supports("avx2"))
+    if (!force_scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return (ukernels){ukernel_avx2, ukernel_avx2_rows, ukernel_avx2_cols, 1};
 #endif
     return (ukernels){ukernel_scalar, ukernel_scalar, ukernel_scalar, 0};
@@ -446,13 +443,19 @@ static void plan_tiles(gemm_prob *p, int64_t min_tiles) {
     }
 }
 
-/* Strip of op(B): rows k0..k0+kc, columns j0..j0+jw (jw <= NR), as bp[k][NR], zero-padded. */
+/* Strip of op(B): rows k0..k0+kc, columns j0..j0+jw (jw <= NR), as bp[k][NR], zero-padded;
+ * with next, the line of the next strip in each row is prefetched. B's rows lie ldb apart, one
+ * line of each is read per strip, and the hardware prefetchers did not follow: the first load of
+ * each row stalled for ~13 % of a 512³ NN product's time (perf) without the software prefetches
+ * (a few rows ahead in this strip, and the next strip's line while this one is read). */
 static void pack_strip(const gemm_prob *p, int64_t k0, int64_t kc, int64_t j0, int64_t jw,
-                       float *bp) {
+                       float *bp, int next) {
     if (!p->transB) {
         for (int64_t k = 0; k < kc; k++) {
             const float *src = p->B + (k0 + k) * p->ldb + j0;
             float *d = bp + k * NR;
+            if (next) __builtin_prefetch(src + NR, 0, 3);
+            if (k + PFD < kc) __builtin_prefetch(src + PFD * p->ldb, 0, 3);
             int64_t j = 0;
             for (; j < jw; j++) d[j] = src[j];
             for (; j < NR; j++) d[j] = 0.0f;
@@ -474,9 +477,15 @@ static void pack_a_t(const gemm_prob *p, int64_t i0, int64_t i1, int64_t k0, int
     int64_t m = i1 - i0, n_grp = (m + MR - 1) / MR;
     for (int64_t k = 0; k < kc; k++) {
         const float *src = p->A + (k0 + k) * p->lda + i0;
+        if (k + PFD < kc) /* the lines of a row PFD ahead (see pack_strip) */
+            for (int64_t q = 0; q < m; q += 16) __builtin_prefetch(src + PFD * p->lda + q, 0, 3);
         for (int64_t g = 0; g < n_grp; g++) {
             float *d = ap + (g * kc + k) * MR;
             int64_t w = m - g * MR < MR ? m - g * MR : MR, r = 0;
+            if (w == MR) {
+                memcpy(d, src + g * MR, MR * sizeof(float));
+                continue;
+            }
             for (; r < w; r++) d[r] = src[g * MR + r];
             for (; r < MR; r++) d[r] = 0.0f;
         }
@@ -581,7 +590,7 @@ static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels 
                         pack_nt_avx2(p->B + j * p->ldb + k0, p->ldb, kb, buf);
                     else
 #endif
-                        pack_strip(p, k0, kb, j, jw, buf);
+                        pack_strip(p, k0, kb, j, jw, buf, j + NR < j1);
                 }
                 int64_t bks = kind[t] == SK_INPLACE ? p->ldb : NR;
                 for (int64_t g = 0; g < n_full; g++) {

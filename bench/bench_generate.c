@@ -5,7 +5,7 @@
  *   bench_generate --model DIR [--prompts P] [--n N] [--prompt-len L] [--max-new M]
  *                  [--temperature T] [--mtp] [--threads K] [--seed S] [--prompts-out FILE]
  *                  [--gsm8k FILE --tokenizer DIR [--skip R] [--stop-eos]] [--sequential] [--repeat R]
- *                  [--ids-out FILE]
+ *                  [--ids-out FILE] [--mtp-draft-vocab V]
  *
  * Prompts: P random token ids sequences of length L (seed S), written to --prompts-out as JSON
  * ({"prompts": [[ids], ...]}) so the reference side runs the same ones; or, with --gsm8k, the
@@ -17,7 +17,8 @@
  * batch 1 latency), after an untimed warm-up call (one 8-token prompt, 2 new tokens); with
  * --repeat R the timed run is done R times and the fastest is reported (median_wall_s beside it;
  * repeats_same says every repeat generated the same ids, as it must: greedy, or seeded sampling).
- * --ids-out writes the first run's generated ids, one JSON array per sample. The model
+ * --ids-out writes the first run's generated ids, one JSON array per sample. --mtp-draft-vocab
+ * sets the engine's mtp_draft_vocab (drafts among token ids < V; 0 = all). The model
  * step budget is sized so the whole prefill fits in the first step: then every sample's first
  * token comes at the end of step 1, and the decode phase is the rest, as in HF's generate.
  * Prints one JSON line:
@@ -44,7 +45,7 @@
 typedef struct bopts {
     const char *model, *prompts_out, *gsm8k, *tok_dir, *ids_out;
     int prompts, n, threads, mtp, sequential, stop_eos, repeat;
-    int64_t prompt_len, max_new, skip;
+    int64_t prompt_len, max_new, skip, draft_vocab;
     double temperature;
     uint64_t seed;
 } bopts;
@@ -66,7 +67,7 @@ static void usage(void) {
     fputs("usage: bench_generate --model DIR [--prompts P] [--n N] [--prompt-len L] [--max-new M]\n"
           "         [--temperature T] [--mtp] [--threads K] [--seed S] [--prompts-out FILE]\n"
           "         [--gsm8k FILE --tokenizer DIR [--skip R] [--stop-eos]] [--sequential] [--repeat R]\n"
-          "         [--ids-out FILE]\n",
+          "         [--ids-out FILE] [--mtp-draft-vocab V]\n",
           stderr);
 }
 
@@ -168,6 +169,7 @@ static int write_prompts(const char *path, int32_t **ids, const int64_t *lens, i
 
 int main(int argc, char **argv) {
     bopts o = {0};
+    o.draft_vocab = v3_engine_default_options().mtp_draft_vocab;
     o.prompts = 1, o.n = 1, o.threads = 2, o.prompt_len = 64, o.max_new = 32, o.temperature = 1.0, o.seed = 1, o.repeat = 1;
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},       {"prompts", required_argument, 0, 'P'},
@@ -178,6 +180,7 @@ int main(int argc, char **argv) {
         {"gsm8k", required_argument, 0, 'g'},       {"tokenizer", required_argument, 0, 'k'},
         {"skip", required_argument, 0, 'S'},        {"stop-eos", no_argument, 0, 'e'},
         {"sequential", no_argument, 0, 'q'},        {"repeat", required_argument, 0, 'R'},      {"ids-out", required_argument, 0, 'I'},
+        {"mtp-draft-vocab", required_argument, 0, 'D'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -189,6 +192,7 @@ int main(int argc, char **argv) {
         case 'M': o.max_new = atoll(optarg); break;
         case 'T': o.temperature = atof(optarg); break;
         case 'x': o.mtp = 1; break;
+        case 'D': o.draft_vocab = atoll(optarg); break;
         case 't': o.threads = atoi(optarg); break;
         case 's': o.seed = strtoull(optarg, NULL, 0); break;
         case 'o': o.prompts_out = optarg; break;
@@ -269,6 +273,7 @@ int main(int argc, char **argv) {
 
     v3_engine_options eo = v3_engine_default_options();
     eo.mtp = o.mtp;
+    eo.mtp_draft_vocab = o.draft_vocab;
     eo.max_seqs = samples > 256 ? samples : 256;
     int64_t live = samples * (lens[0] + o.max_new + 2) + 1024;
     for (int i = 1; i < o.prompts; i++)
@@ -342,14 +347,14 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const v3_engine_stats *s = &best.stats;
     printf("{\"impl\": \"v3tune\", \"prompts\": %d, \"n\": %d, \"prompt_len\": %lld, \"prompt_tokens\": %lld, "
-           "\"max_new\": %lld, \"temperature\": %g, \"mtp\": %d, \"sequential\": %d, \"threads\": %d, "
+           "\"max_new\": %lld, \"temperature\": %g, \"mtp\": %d, \"mtp_draft_vocab\": %lld, \"sequential\": %d, \"threads\": %d, "
            "\"repeat\": %d, \"generated\": %lld, \"wall_s\": %.3f, \"median_wall_s\": %.3f, \"tok_s\": %.2f, "
            "\"cpu_s\": %.2f, \"ttft_s\": %.3f, \"decode_tok_s\": %.2f, "
            "\"steps\": %lld, \"mtp_drafted\": %lld, \"mtp_accepted\": %lld, \"acceptance\": %.4f, "
            "\"t_model_s\": %.3f, \"t_mtp_s\": %.3f, \"t_sample_s\": %.3f, \"load_s\": %.2f, "
            "\"peak_rss_mib\": %.1f, \"ids_fnv\": \"%016llx\", \"repeats_same\": %s}\n",
            o.prompts, o.n, (long long)(o.gsm8k ? 0 : o.prompt_len), (long long)total_prompt, (long long)o.max_new,
-           o.temperature, o.mtp, o.sequential, o.threads, o.repeat, (long long)best.generated, best.wall, median,
+           o.temperature, o.mtp, (long long)o.draft_vocab, o.sequential, o.threads, o.repeat, (long long)best.generated, best.wall, median,
            (double)best.generated / best.wall, best.cpu, best.ttft,
            best.wall > best.ttft ? (double)(best.generated - samples) / (best.wall - best.ttft) : 0.0,
            (long long)s->steps, (long long)s->mtp_drafted, (long long)s->mtp_accepted,

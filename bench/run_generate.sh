@@ -2,15 +2,17 @@
 # run_generate.sh — generation throughput of the rollout engine (bench_generate) against Hugging
 # Face transformers' generate (bench/generate_hf.py), side by side in one run, on the `small`
 # preset (random weights written once by `v3tune init --dtype f32`, loaded by both sides, fp32 on
-# the CPU, same prompts, same thread count); then MTP speculative decoding on a tiny model trained
-# with the MTP loss (`v3tune sft`, moe.mtp_lambda > 0) on GSM8K: greedy with and without MTP.
+# the CPU, same prompts, same thread count); then MTP speculative decoding on a model trained with
+# the MTP loss (`v3tune sft`, moe.mtp_lambda > 0) on GSM8K: greedy without MTP, with MTP drafting
+# over the whole vocabulary and over the engine's default draft vocabulary (token ids < 16384),
+# and, at batch 1 without EOS stopping, HF transformers' generate on the same model and prompt.
 #
 #   bench/run_generate.sh BUILD_DIR [WORK_DIR]
 #
 # WORK_DIR (default: a fresh temp dir, removed at the end) keeps the models between runs: the
 # small checkpoint and the MTP-trained tiny run are reused when already there.
 # Environment: THREADS (2), PROMPT_LEN (64), MAX_NEW (32), PROMPTS (32), N (8),
-#   MTP_STEPS (200), MTP_PROMPTS (8), MTP_MAX_NEW (128), REPEAT_B1 (5), REPEAT_BATCH (1),
+#   MTP_PRESET (tiny), MTP_STEPS (200), MTP_PROMPTS (8), MTP_MAX_NEW (128), REPEAT_B1 (5), REPEAT_BATCH (1),
 #   REPEAT_MTP (3) (timed runs per measurement, the fastest reported: the machine is shared),
 #   MTP_THREADS (1: the tiny model's steps are a few ms, and with 2 threads on a loaded 2-core
 #   machine its many short parallel regions stall at barriers, which swamps what MTP changes),
@@ -28,6 +30,7 @@ max_new=${MAX_NEW:-32}
 prompts=${PROMPTS:-32}
 n=${N:-8}
 mtp_steps=${MTP_STEPS:-200}
+mtp_preset=${MTP_PRESET:-tiny}
 mtp_prompts=${MTP_PROMPTS:-8}
 mtp_max_new=${MTP_MAX_NEW:-128}
 only=${ONLY:-all}
@@ -87,15 +90,15 @@ if want batch; then
 fi
 
 if want mtp; then
-  tiny=$work/tiny
-  run_dir=$work/runs/sft-tiny-mtp
+  mdir=$work/$mtp_preset
+  run_dir=$work/runs/sft-$mtp_preset-mtp
   ck=$(ls -d "$run_dir"/step-"$mtp_steps" 2>/dev/null || true)
   if [ -z "$ck" ]; then
-    [ -f "$tiny/config.json" ] || "$v3" init --preset tiny --dtype f32 --out "$tiny" >/dev/null
+    [ -f "$mdir/config.json" ] || "$v3" init --preset "$mtp_preset" --dtype f32 --out "$mdir" >/dev/null
     cat > "$work/sft_mtp.lua" <<EOF
--- the tiny preset WITH its MTP layer, SFT on GSM8K train with the MTP loss on (mtp_lambda > 0)
+-- the $mtp_preset preset WITH its MTP layer, SFT on GSM8K train with the MTP loss on (mtp_lambda > 0)
 return {
-  model = { dir = "$tiny" },
+  model = { dir = "$mdir" },
   run = { dir = "$run_dir" },
   device = "cpu",
   data = {
@@ -122,10 +125,20 @@ EOF
   # generate call (batch 1 latency), then all of them in one call; without and with MTP
   g=(--model "$ck" --gsm8k "$data/gsm8k/test.jsonl" --tokenizer "$ck" --prompts "$mtp_prompts"
      --max-new "$mtp_max_new" --temperature 0 --stop-eos --threads "$mtp_threads" --repeat "$rep_mtp")
-  run mtp-off-b1 "$bg" "${g[@]}" --sequential --ids-out "$work/mtp_ids.jsonl"
-  run mtp-on-b1 "$bg" "${g[@]}" --sequential --mtp
-  run "mtp-off-b${mtp_prompts}" "$bg" "${g[@]}"
-  run "mtp-on-b${mtp_prompts}" "$bg" "${g[@]}" --mtp
+  for b in b1 "b${mtp_prompts}"; do
+    seq=(); [ "$b" = b1 ] && seq=(--sequential)
+    run "mtp-off-$b" "$bg" "${g[@]}" "${seq[@]}" --ids-out "$work/mtp_ids_$b.jsonl"
+    run "mtp-full-$b" "$bg" "${g[@]}" "${seq[@]}" --mtp --mtp-draft-vocab 0
+    run "mtp-on-$b" "$bg" "${g[@]}" "${seq[@]}" --mtp
+  done
+  # batch 1 against HF generate on the same model and first prompt, EOS stopping off on both
+  # sides (HF's generate has no MTP: its figure is the same with and without)
+  h=(--model "$ck" --gsm8k "$data/gsm8k/test.jsonl" --tokenizer "$ck" --prompts 1
+     --max-new "$mtp_max_new" --temperature 0 --threads "$threads" --repeat "$rep_b1")
+  run mtp-hf-b1 "$bg" "${h[@]}" --prompts-out "$work/p_mtp.json"
+  run mtp-hf-b1 "$bg" "${h[@]}" --mtp
+  run mtp-hf-b1 python3 "$here/generate_hf.py" --model "$ck" --prompts "$work/p_mtp.json" \
+      --max-new "$mtp_max_new" --temperature 0 --threads "$threads" --repeat "$rep_b1"
 fi
 
 python3 - "$res" <<'EOF'
@@ -142,10 +155,19 @@ for c, d in by.items():
         print(f"| {c} | {a['tok_s']:.2f} | {b['tok_s']:.2f} | {a['tok_s'] / b['tok_s']:.2f}x | "
               f"{a['decode_tok_s']:.2f} | {b['decode_tok_s']:.2f} | {a['decode_tok_s'] / b['decode_tok_s']:.2f}x | "
               f"{a['ttft_s']:.2f} | {b['ttft_s']:.2f} | {a['cpu_s']:.1f} | {b['cpu_s']:.1f} | {b['cpu_s'] / a['cpu_s']:.2f}x |")
-for batch in sorted({c.split("-")[-1] for c in by if c.startswith("mtp-")}):
-    off, on = by.get(f"mtp-off-{batch}", {}).get("v3tune"), by.get(f"mtp-on-{batch}", {}).get("v3tune+mtp")
-    if off and on:
-        print(f"\nMTP {batch}: acceptance {100 * on['acceptance']:.1f}% ({on['mtp_accepted']}/{on['mtp_drafted']}), "
-              f"steps {off['steps']} -> {on['steps']}, tok/s {off['tok_s']:.2f} -> {on['tok_s']:.2f} "
-              f"(speed-up {on['tok_s'] / off['tok_s']:.2f}x), same tokens: {off['ids_fnv'] == on['ids_fnv']}")
+for batch in sorted({c.split("-")[-1] for c in by if c.startswith("mtp-") and not c.startswith("mtp-hf")}):
+    off = by.get(f"mtp-off-{batch}", {}).get("v3tune")
+    for kind in ("full", "on"):
+        on = by.get(f"mtp-{kind}-{batch}", {}).get("v3tune+mtp")
+        if off and on:
+            print(f"\nMTP {batch}, drafts among {on['mtp_draft_vocab'] or 'all'} ids: acceptance "
+                  f"{100 * on['acceptance']:.1f}% ({on['mtp_accepted']}/{on['mtp_drafted']}), "
+                  f"steps {off['steps']} -> {on['steps']}, tok/s {off['tok_s']:.2f} -> {on['tok_s']:.2f} "
+                  f"(speed-up {on['tok_s'] / off['tok_s']:.2f}x), same tokens: {off['ids_fnv'] == on['ids_fnv']}")
+d = by.get("mtp-hf-b1", {})
+hf = d.get("hf-transformers")
+for k in ("v3tune", "v3tune+mtp"):
+    if hf and k in d:
+        print(f"\nbatch 1 on the MTP-trained model, {k}: {d[k]['tok_s']:.2f} tok/s vs HF {hf['tok_s']:.2f} = "
+              f"{d[k]['tok_s'] / hf['tok_s']:.2f}x")
 EOF

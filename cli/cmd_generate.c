@@ -41,6 +41,7 @@ static const char *USAGE =
     "  --stream              print text as it is generated (raw for one sample, else JSON deltas\n"
     "                        {\"index\",\"sample\",\"delta\"}); the rows then go only to --out/--run\n"
     "  --mtp                 MTP speculative decoding for greedy requests (needs MTP weights)\n"
+    "  --mtp-draft-vocab N   drafts choose among token ids < N (16384; 0 = whole vocabulary)\n"
     "  --max-live-tokens N   KV cache budget in tokens (65536)\n"
     "  --max-step-tokens N   tokens per model step (2048)\n"
     "  --max-seqs N          sequences decoded at once (256)\n"
@@ -67,7 +68,7 @@ typedef struct gen_args {
     const char *model, *prompts, *out, *run, *tok_dir, *tmpl, *device, *math;
     int n, top_k, stream, mtp, threads;
     float temperature, top_p, min_p;
-    int64_t max_new, max_live, max_step, max_seqs, block;
+    int64_t max_new, max_live, max_step, max_seqs, block, draft_vocab;
     uint64_t seed;
     const char *stops[16];
     int n_stops;
@@ -77,6 +78,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
     a->n = 1, a->temperature = 1.0f, a->top_p = 1.0f, a->max_new = 256, a->max_live = 65536;
     a->max_step = 2048, a->max_seqs = 256, a->block = 16, a->tmpl = "v3";
+    a->draft_vocab = v3_engine_default_options().mtp_draft_vocab;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_V()                                                               \
@@ -110,7 +112,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         } else if (!strcmp(k, "--n") || !strcmp(k, "--top-k") || !strcmp(k, "--max-new-tokens") ||
                    !strcmp(k, "--seed") || !strcmp(k, "--max-live-tokens") ||
                    !strcmp(k, "--max-step-tokens") || !strcmp(k, "--max-seqs") ||
-                   !strcmp(k, "--block-size") || !strcmp(k, "--threads")) {
+                   !strcmp(k, "--block-size") || !strcmp(k, "--threads") ||
+                   !strcmp(k, "--mtp-draft-vocab")) {
             NEED_V();
             errno = 0;
             long long x = strtoll(v, &end, 10);
@@ -123,6 +126,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
             else if (!strcmp(k, "--max-step-tokens")) a->max_step = x;
             else if (!strcmp(k, "--max-seqs")) a->max_seqs = x;
             else if (!strcmp(k, "--block-size")) a->block = x;
+            else if (!strcmp(k, "--mtp-draft-vocab")) a->draft_vocab = x;
             else a->threads = (int)x;
         } else {
             return v3_cli_usage_error("generate", "unknown option '%s'", k);
@@ -444,6 +448,7 @@ int v3_cmd_generate(int argc, char **argv) {
     eo.max_live_tokens = a.max_live;
     eo.max_seqs = a.max_seqs;
     eo.mtp = a.mtp;
+    eo.mtp_draft_vocab = a.draft_vocab;
     eo.tok = tok;
     stream_ctx sc = {(int64_t)a.n * n_rows == 1, rows};
     if (a.stream) {

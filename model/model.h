@@ -266,6 +266,8 @@ typedef struct v3_step {
     float *hidden;                /* main step: (backend, optional) [N, C] out, final-norm output
                                    * of every row; MTP step: (backend) [N, C] in, the main model's
                                    * final-norm output at each row's position */
+    int64_t vocab;                /* logit columns: 0 = the whole vocabulary, else token ids
+                                   * 0..vocab-1 only ([n_out, vocab] out), for MTP drafts */
 } v3_step;
 
 /* Main model over the new tokens. */

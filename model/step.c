@@ -20,6 +20,9 @@ static int step_inputs(v3_model *m, const v3_step *s, const v3_kv_source *src, v
                        (long long)N, (long long)m->max_tokens);
     if (!s->tokens || !s->positions || !src || !src->keys || !src->kv_lo || !src->kv_hi)
         return v3_errf(err, V3_EINVAL, "model step: tokens, positions and a key source are required");
+    if (s->vocab < 0 || s->vocab > c->vocab_size)
+        return v3_errf(err, V3_ERANGE, "model step: %lld logit columns of a %lld-token vocabulary",
+                       (long long)s->vocab, (long long)c->vocab_size);
     if (s->n_out < 0 || s->n_out > N || (s->n_out > 0 && (!s->out_rows || !s->logits)))
         return v3_errf(err, V3_EINVAL, "model step: %lld output rows of %lld", (long long)s->n_out,
                        (long long)N);
@@ -51,13 +54,14 @@ static int step_inputs(v3_model *m, const v3_step *s, const v3_kv_source *src, v
     return V3_OK;
 }
 
-/* logits of the output rows of x [N, C] through the head; scratch: a free [N, C] buffer */
+/* logits of the output rows of x [N, C] through the head (its first s->vocab rows when set: a
+ * row-major head's leading rows are a smaller head); scratch: a free [N, C] buffer */
 static void step_logits(v3_model *m, const v3_step *s, const float *x, float *scratch) {
     if (s->n_out == 0) return;
     v3_kctx *c = m->ctx;
-    int64_t C = m->cfg.hidden_size;
+    int64_t C = m->cfg.hidden_size, V = s->vocab ? s->vocab : m->cfg.vocab_size;
     v3k(c, gather_rows, scratch, x, m->d_targets, s->n_out, C);
-    v3_linear_fwd(c, s->logits, scratch, m->head, s->n_out, C, m->cfg.vocab_size, 0.0f);
+    v3_linear_fwd(c, s->logits, scratch, m->head, s->n_out, C, V, 0.0f);
 }
 
 static int step_end(v3_model *m, v3_err *err) {

@@ -22,6 +22,7 @@ v3_engine_options v3_engine_default_options(void) {
     o.max_live_tokens = 65536;
     o.max_step_tokens = 0;
     o.max_seqs = 256;
+    o.mtp_draft_vocab = 16384;
     return o;
 }
 
@@ -65,10 +66,14 @@ int v3_engine_init(v3_engine *e, v3_model *m, const v3_engine_options *o, v3_err
         return v3_errf(err, V3_EINVAL, "engine: block_size %lld, max_live_tokens %lld, max_seqs %lld",
                        (long long)e->o.block_size, (long long)e->o.max_live_tokens,
                        (long long)e->o.max_seqs);
+    if (e->o.mtp_draft_vocab < 0)
+        return v3_errf(err, V3_EINVAL, "engine: mtp_draft_vocab %lld (0 = the whole vocabulary)",
+                       (long long)e->o.mtp_draft_vocab);
     e->m = m;
     v3_kctx *c = m->ctx;
     const v3_config *cfg = &m->cfg;
     e->V = cfg->vocab_size;
+    e->Vd = e->o.mtp_draft_vocab > 0 && e->o.mtp_draft_vocab < e->V ? e->o.mtp_draft_vocab : e->V;
     e->C = cfg->hidden_size;
     e->width = cfg->kv_lora_rank + cfg->qk_rope_head_dim;
     e->max_step = e->o.max_step_tokens > 0 && e->o.max_step_tokens < m->max_tokens
@@ -316,12 +321,13 @@ static int run_model(v3_engine *e, int64_t N, int64_t n_out, int64_t Tk, int mtp
     ks.src.Tk = Tk;
     ks.src.kv_lo = e->kv_lo;
     ks.src.kv_hi = e->kv_hi;
-    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL};
+    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL, 0};
     int rc;
     if (mtp) {
         c->be->to_device(c, e->d_hrows, e->hrows, (size_t)N * sizeof(int32_t));
         v3k(c, gather_rows, e->d_mtp_hidden, e->d_hidden, e->d_hrows, N, e->C);
         st.hidden = e->d_mtp_hidden;
+        st.vocab = e->Vd < e->V ? e->Vd : 0;
         rc = v3_model_mtp_step(m, &st, &ks.src, err);
     } else {
         st.hidden = e->o.mtp ? e->d_hidden : NULL;
@@ -329,7 +335,8 @@ static int run_model(v3_engine *e, int64_t N, int64_t n_out, int64_t Tk, int mtp
     }
     if (rc) return rc;
     if (n_out > 0 && !c->be->host_visible)
-        c->be->to_host(c, e->h_logits, e->d_logits, (size_t)(n_out * e->V) * sizeof(float));
+        c->be->to_host(c, e->h_logits, e->d_logits,
+                       (size_t)(n_out * (mtp ? e->Vd : e->V)) * sizeof(float));
     return V3_OK;
 }
 
@@ -465,7 +472,7 @@ static int mtp_step(v3_engine *e, gen_state *g, v3_err *err) {
         plan *p = &g->plans[i];
         v3_gen_seq *s = p->s;
         if (!s->use_mtp || s->state != SEQ_RUN || p->a + p->valid != s->len - 1) continue;
-        s->draft = argmax(e->h_logits + r * e->V, e->V);
+        s->draft = argmax(e->h_logits + r * e->Vd, e->Vd);
         s->has_draft = 1;
         r++;
     }

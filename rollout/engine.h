@@ -81,6 +81,12 @@ typedef struct v3_engine_options {
     int64_t max_step_tokens;   /* tokens per model step (0 = the model's max_tokens) */
     int64_t max_seqs;          /* sequences running at once (256) */
     int mtp;                   /* MTP speculative decoding for greedy n = 1 requests */
+    /* MTP drafts choose among token ids < mtp_draft_vocab (16384; 0 = the whole vocabulary). The
+     * draft's head is the lm_head's leading rows: byte-level BPE numbers tokens in merge order,
+     * roughly by frequency (the first 16,384 of the V3 vocabulary hold 93 % of GSM8K's answer
+     * tokens), so drafting costs 1/8 of a full head pass and loses few accepted drafts. Outputs
+     * never depend on it: a draft is only kept when the main model samples the same token. */
+    int64_t mtp_draft_vocab;
     const v3_tokenizer *tok;   /* detokenisation and stop strings (may be NULL) */
     v3_gen_stream_fn stream;
     void *stream_user;
@@ -109,6 +115,7 @@ typedef struct v3_engine {
     v3_kvcache kv;
     v3_sample_scratch sc;
     int64_t V, C, width, max_step, max_out;
+    int64_t Vd;                /* logit columns of an MTP draft step (≤ V) */
     float *d_logits;           /* (backend) [max_out, V] */
     float *h_logits;           /* (host) [max_out, V]; = d_logits on a host_visible backend */
     float *d_hidden;           /* (backend) [max_step, C] main final hidden of the step (MTP) */

@@ -57,6 +57,22 @@ if [ -n "$want" ] && [ ${#want} -gt 8 ]; then
   [ "$got" = "$pre" ] || bad "text '$got' is not the greedy text cut before '$stop' ('$pre')"
 fi
 
+# MTP speculative decoding (a tiny model with its MTP layer): greedy text unchanged, drafting over
+# the whole vocabulary and over its first 1000 ids
+"$V3TUNE" init --preset tiny --dtype f32 --out "$d/mtp" --seed 4 --force --tokenizer "$tokdir" >/dev/null \
+  || bad "init with MTP"
+head -2 "$d/p.jsonl" > "$d/two.jsonl"
+gm() { "$V3TUNE" generate --model "$d/mtp" --threads 2 --prompts "$d/two.jsonl" --temperature 0 \
+         --max-new-tokens 10 "$@"; }
+strip() { sed 's/"time_s":[^}]*//' "$1"; }
+gm --out "$d/m0.jsonl" 2>/dev/null || bad "greedy without MTP failed"
+gm --mtp --mtp-draft-vocab 0 --out "$d/m1.jsonl" 2>"$d/m1.err" || bad "MTP failed: $(cat "$d/m1.err")"
+gm --mtp --mtp-draft-vocab 1000 --out "$d/m2.jsonl" 2>"$d/m2.err" || bad "MTP (1000 ids) failed: $(cat "$d/m2.err")"
+grep -q "MTP acceptance" "$d/m2.err" || bad "no MTP acceptance in the summary: $(cat "$d/m2.err")"
+cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m1.jsonl") || bad "MTP changed the greedy output"
+cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m2.jsonl") || bad "MTP drafting among 1000 ids changed the greedy output"
+gm --mtp --mtp-draft-vocab -5 >/dev/null 2>&1; [ $? -eq 2 ] || bad "--mtp-draft-vocab -5 should exit 2"
+
 # usage errors
 g --prompts "$d/p.jsonl" >/dev/null 2>&1 ; true
 "$V3TUNE" generate --prompts "$d/p.jsonl" >/dev/null 2>&1; [ $? -eq 2 ] || bad "missing --model should exit 2"

@@ -322,6 +322,11 @@ static void run_golden(v3_kctx *ctx, const char *name, int has_mtp) {
         rc = v3_engine_generate(&e, &bad, 1, &ob2, &nb2, &err);
         CHECK(rc == V3_ERANGE && strstr(err.msg, "max_live_tokens"), "too long: rc %d (%s)", rc, err.msg);
         v3_engine_free(&e);
+        ox.mtp_draft_vocab = -1;
+        rc = v3_engine_init(&e, &m, &ox, &err);
+        CHECK(rc == V3_EINVAL && strstr(err.msg, "mtp_draft_vocab"), "draft vocab -1: rc %d (%s)", rc,
+              err.msg);
+        if (!rc) v3_engine_free(&e);
     }
 
     v3_gen_outputs_free(outA, nA);

@@ -11,9 +11,10 @@
  *   3. the same under a tight engine (4-token blocks, a 128-token cache, 7-token steps), where
  *      sequences are preempted and recomputed and prompts are prefilled in chunks;
  *   4. model a (it has an MTP layer) again with MTP speculative decoding (engine mtp = 1, model
- *      opt.mtp = 1), roomy and tight: the same tokens, with drafts made. Its MTP layer is random
- *      (HF has none to train it), so few drafts are accepted here; bench/bench_generate.c measures
- *      acceptance on a trained one. */
+ *      opt.mtp = 1), roomy and tight, drafting over the whole vocabulary and (engine
+ *      mtp_draft_vocab) over its first 64 ids: the same tokens, with drafts made. Its MTP layer
+ *      is random (HF has none to train it), so few drafts are accepted here;
+ *      bench/bench_generate.c measures acceptance on a trained one. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,9 @@ static int32_t *ints(json_t *a, int64_t *n) {
     return p;
 }
 
-/* Runs every case in one generate call; returns the number of tokens that matched HF's. */
-static int64_t run_cases(v3_model *m, const gcase *cs, int n, int64_t max_new, int mtp, int tight,
+/* Runs every case in one generate call; returns the number of tokens that matched HF's.
+ * mtp: 0 off, else on with drafts among the first `mtp` token ids (0 in the engine: all). */
+static int64_t run_cases(v3_model *m, const gcase *cs, int n, int64_t max_new, int64_t mtp, int tight,
                          const char *what, int64_t *compared) {
     v3_err err;
     v3_gen_request *rq = calloc((size_t)n, sizeof *rq);
@@ -72,7 +74,8 @@ static int64_t run_cases(v3_model *m, const gcase *cs, int n, int64_t max_new, i
     }
     v3_engine e;
     v3_engine_options o = v3_engine_default_options();
-    o.mtp = mtp;
+    o.mtp = mtp != 0;
+    o.mtp_draft_vocab = mtp > 0 ? mtp : 0;
     if (tight) {
         /* a cache for ~2 sequences and 7-token steps: preemption, recompute, chunked prefill */
         o.block_size = 4;
@@ -178,8 +181,12 @@ int main(void) {
                 v3_model_free(&m);
             }
             if (!strcmp(name, "a") && !load_model(&m, &ctx, dir, 1)) {
-                matched += run_cases(&m, cs, n, max_new, 1, 0, "greedy + MTP", &compared);
-                matched += run_cases(&m, cs, n, max_new, 1, 1, "greedy + MTP, tight cache", &compared);
+                matched += run_cases(&m, cs, n, max_new, -1, 0, "greedy + MTP", &compared);
+                matched += run_cases(&m, cs, n, max_new, -1, 1, "greedy + MTP, tight cache", &compared);
+                matched += run_cases(&m, cs, n, max_new, 64, 0, "greedy + MTP drafting among 64 ids",
+                                     &compared);
+                matched += run_cases(&m, cs, n, max_new, 64, 1,
+                                     "greedy + MTP drafting among 64 ids, tight cache", &compared);
                 v3_model_free(&m);
             }
             for (int i = 0; i < n; i++) free(cs[i].prompt), free(cs[i].expect);

@@ -42,6 +42,8 @@ static const char *USAGE =
     "                        {\"index\",\"sample\",\"delta\"}); the rows then go only to --out/--run\n"
     "  --mtp                 MTP speculative decoding for greedy requests (needs MTP weights)\n"
     "  --mtp-draft-vocab N   drafts choose among token ids < N (16384; 0 = whole vocabulary)\n"
+    "  --no-pack-head        no packed copy of the lm_head (saves V x hidden floats; CPU decode\n"
+    "                        is then slower, the output the same)\n"
     "  --max-live-tokens N   KV cache budget in tokens (65536)\n"
     "  --max-step-tokens N   tokens per model step (2048)\n"
     "  --max-seqs N          sequences decoded at once (256)\n"
@@ -66,7 +68,7 @@ typedef struct prow {
 
 typedef struct gen_args {
     const char *model, *prompts, *out, *run, *tok_dir, *tmpl, *device, *math;
-    int n, top_k, stream, mtp, threads;
+    int n, top_k, stream, mtp, threads, no_pack_head;
     float temperature, top_p, min_p;
     int64_t max_new, max_live, max_step, max_seqs, block, draft_vocab;
     uint64_t seed;
@@ -97,6 +99,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         else if (!strcmp(k, "--math")) { NEED_V(); a->math = v; }
         else if (!strcmp(k, "--stream")) a->stream = 1;
         else if (!strcmp(k, "--mtp")) a->mtp = 1;
+        else if (!strcmp(k, "--no-pack-head")) a->no_pack_head = 1;
         else if (!strcmp(k, "--stop")) {
             NEED_V();
             if (a->n_stops == 16) return v3_cli_usage_error("generate", "at most 16 --stop strings");
@@ -449,6 +452,7 @@ int v3_cmd_generate(int argc, char **argv) {
     eo.max_seqs = a.max_seqs;
     eo.mtp = a.mtp;
     eo.mtp_draft_vocab = a.draft_vocab;
+    eo.pack_head = !a.no_pack_head;
     eo.tok = tok;
     stream_ctx sc = {(int64_t)a.n * n_rows == 1, rows};
     if (a.stream) {

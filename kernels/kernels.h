@@ -245,7 +245,21 @@ struct v3_backend {
      * (backends must not race on it). */
     void (*copy_3d)(v3_kctx *ctx, float *dst, int64_t ds0, int64_t ds1, const float *src,
                     int64_t ss0, int64_t ss1, int64_t n0, int64_t n1, int64_t n2, int accumulate);
+
+    /* ---- optional: NULL where a backend lacks them (callers fall back to gemm); not in
+     * V3_OP_LIST, so the parity harness does not require them ---- */
+    /* Bp = B [N, K] (row stride ldb) in the CPU GEMM's strip layout: Bp[s][k][16] holds
+     * B[16s + j, k], j < 16, the last strip zero-padded; V3_PACKED_NT_FLOATS(N, K) floats. */
+    void (*pack_nt)(v3_kctx *ctx, float *Bp, const float *B, int64_t ldb, int64_t N, int64_t K);
+    /* C[M, N] (row stride ldc) = A[M, K] · Bᵀ with B given as pack_nt made it: the same bits as
+     * gemm(0, 1, M, N, K, 1, A, lda, B, ldb, 0, C, ldc), without packing B per call (a decode
+     * step's head GEMV then streams one contiguous array). N may be less than the packed N (the
+     * leading strips are used). */
+    void (*gemm_nt_packed)(v3_kctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
+                           int64_t lda, const float *Bp, float *C, int64_t ldc);
 };
+
+#define V3_PACKED_NT_FLOATS(N, K) ((((N) + 15) / 16) * 16 * (K))
 
 /* Dispatch: v3k(ctx, gemm, 0, 1, M, N, K, ...). */
 #define v3k(ctx, op, ...) ((ctx)->be->op((ctx), __VA_ARGS__))

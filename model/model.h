@@ -268,6 +268,9 @@ typedef struct v3_step {
                                    * final-norm output at each row's position */
     int64_t vocab;                /* logit columns: 0 = the whole vocabulary, else token ids
                                    * 0..vocab-1 only ([n_out, vocab] out), for MTP drafts */
+    const float *head_packed;     /* (backend, optional) the lm_head as be->pack_nt left it, used
+                                   * through be->gemm_nt_packed (same bits as the head); NULL or a
+                                   * backend without that op: the head itself */
 } v3_step;
 
 /* Main model over the new tokens. */

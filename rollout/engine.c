@@ -23,6 +23,7 @@ v3_engine_options v3_engine_default_options(void) {
     o.max_step_tokens = 0;
     o.max_seqs = 256;
     o.mtp_draft_vocab = 16384;
+    o.pack_head = 1;
     return o;
 }
 
@@ -34,6 +35,7 @@ void v3_engine_free(v3_engine *e) {
     c->be->free(c, e->d_logits);
     c->be->free(c, e->d_hidden);
     c->be->free(c, e->d_mtp_hidden);
+    c->be->free(c, e->head_packed);
     c->be->free(c, e->Kbuf);
     c->be->free(c, e->d_widx);
     c->be->free(c, e->d_gidx);
@@ -104,6 +106,12 @@ int v3_engine_init(v3_engine *e, v3_model *m, const v3_engine_options *o, v3_err
         !e->positions || !e->kv_lo || !e->kv_hi || !e->widx || !e->out_rows || !e->hrows)
         goto oom;
     if (e->o.mtp && !(e->d_mtp_hidden = c->be->alloc(c, S * (size_t)e->C * sizeof(float)))) goto oom;
+    if (e->o.pack_head && c->be->pack_nt && c->be->gemm_nt_packed &&
+        !(e->head_packed = c->be->alloc(c, (size_t)V3_PACKED_NT_FLOATS(e->V, e->C) * sizeof(float)))) {
+        rc = v3_errf(err, V3_ENOMEM, "engine: cannot allocate the packed lm_head (%lld × %lld floats; "
+                     "pack_head = 0 does without)", (long long)e->V, (long long)e->C);
+        goto fail;
+    }
     return V3_OK;
 oom:
     rc = v3_errf(err, V3_ENOMEM, "engine: cannot allocate step buffers (%lld tokens, %lld logits rows)",
@@ -321,7 +329,8 @@ static int run_model(v3_engine *e, int64_t N, int64_t n_out, int64_t Tk, int mtp
     ks.src.Tk = Tk;
     ks.src.kv_lo = e->kv_lo;
     ks.src.kv_hi = e->kv_hi;
-    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL, 0};
+    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL, 0,
+                  e->head_packed};
     int rc;
     if (mtp) {
         c->be->to_device(c, e->d_hrows, e->hrows, (size_t)N * sizeof(int32_t));
@@ -511,6 +520,11 @@ int v3_engine_generate(v3_engine *e, const v3_gen_request *reqs, int n_reqs, v3_
     if (rc) return rc;
     gen_state g = {0};
     g.t0 = now_s();
+    if (e->head_packed) { /* the weights may have changed since the last call */
+        v3_kctx *c = e->m->ctx;
+        c->be->pack_nt(c, e->head_packed, e->m->head, e->C, e->V, e->C);
+        e->stats.t_pack += now_s() - g.t0;
+    }
     for (int i = 0; i < n_reqs; i++) g.n_seqs += reqs[i].n;
     v3_gen_output *outs = calloc((size_t)(g.n_seqs ? g.n_seqs : 1), sizeof *outs);
     g.seqs = calloc((size_t)(g.n_seqs ? g.n_seqs : 1), sizeof *g.seqs);

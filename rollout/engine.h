@@ -87,6 +87,11 @@ typedef struct v3_engine_options {
      * tokens), so drafting costs 1/8 of a full head pass and loses few accepted drafts. Outputs
      * never depend on it: a draft is only kept when the main model samples the same token. */
     int64_t mtp_draft_vocab;
+    /* Keep a copy of the lm_head in the backend's GEMM strip layout (be->pack_nt; the CPU only),
+     * refreshed at the start of every generate call (the trainer changes the weights between
+     * calls): the head's GEMVs, most of a small model's decode step, then read one contiguous
+     * array instead of transposing 16 rows at a time. Same bits. +V·C floats. (1) */
+    int pack_head;
     const v3_tokenizer *tok;   /* detokenisation and stop strings (may be NULL) */
     v3_gen_stream_fn stream;
     void *stream_user;
@@ -104,7 +109,7 @@ typedef struct v3_engine_stats {
     int64_t prefix_shared_tokens; /* prompt tokens not prefilled thanks to sharing */
     int64_t mtp_drafted, mtp_accepted;
     int64_t peak_blocks;
-    double t_total, t_model, t_mtp, t_sample;
+    double t_total, t_model, t_mtp, t_sample, t_pack;
 } v3_engine_stats;
 
 struct v3_gen_seq;
@@ -116,6 +121,7 @@ typedef struct v3_engine {
     v3_sample_scratch sc;
     int64_t V, C, width, max_step, max_out;
     int64_t Vd;                /* logit columns of an MTP draft step (≤ V) */
+    float *head_packed;        /* (backend) the packed lm_head (pack_head), or NULL */
     float *d_logits;           /* (backend) [max_out, V] */
     float *h_logits;           /* (host) [max_out, V]; = d_logits on a host_visible backend */
     float *d_hidden;           /* (backend) [max_step, C] main final hidden of the step (MTP) */

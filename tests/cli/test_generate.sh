@@ -72,6 +72,9 @@ grep -q "MTP acceptance" "$d/m2.err" || bad "no MTP acceptance in the summary: $
 cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m1.jsonl") || bad "MTP changed the greedy output"
 cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m2.jsonl") || bad "MTP drafting among 1000 ids changed the greedy output"
 gm --mtp --mtp-draft-vocab -5 >/dev/null 2>&1; [ $? -eq 2 ] || bad "--mtp-draft-vocab -5 should exit 2"
+# without the packed lm_head copy: the same greedy text
+gm --no-pack-head --out "$d/m3.jsonl" 2>/dev/null || bad "--no-pack-head failed"
+cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m3.jsonl") || bad "--no-pack-head changed the greedy output"
 
 # usage errors
 g --prompts "$d/p.jsonl" >/dev/null 2>&1 ; true

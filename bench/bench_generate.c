@@ -5,7 +5,7 @@
  *   bench_generate --model DIR [--prompts P] [--n N] [--prompt-len L] [--max-new M]
  *                  [--temperature T] [--mtp] [--threads K] [--seed S] [--prompts-out FILE]
  *                  [--gsm8k FILE --tokenizer DIR [--skip R] [--stop-eos]] [--sequential] [--repeat R]
- *                  [--ids-out FILE] [--mtp-draft-vocab V] [--no-pack-head]
+ *                  [--ids-out FILE] [--mtp-draft-vocab V] [--no-pack-weights] [--no-pack-bf16]
  *
  * Prompts: P random token ids sequences of length L (seed S), written to --prompts-out as JSON
  * ({"prompts": [[ids], ...]}) so the reference side runs the same ones; or, with --gsm8k, the
@@ -18,8 +18,10 @@
  * --repeat R the timed run is done R times and the fastest is reported (median_wall_s beside it;
  * repeats_same says every repeat generated the same ids, as it must: greedy, or seeded sampling).
  * --ids-out writes the first run's generated ids, one JSON array per sample. --mtp-draft-vocab
- * sets the engine's mtp_draft_vocab (drafts among token ids < V; 0 = all); --no-pack-head turns
- * off the engine's packed copy of the lm_head (pack_head). The model
+ * sets the engine's mtp_draft_vocab (drafts among token ids < V; 0 = all); --no-pack-weights turns
+ * off the engine's packed weight copies (pack_weights), --no-pack-bf16 their bf16 form
+ * (pack_bf16). The copies are made in the warm-up call (pack_s: a load-time cost, reported
+ * beside load_s; the timed calls find them fresh). The model
  * step budget is sized so the whole prefill fits in the first step: then every sample's first
  * token comes at the end of step 1, and the decode phase is the rest, as in HF's generate.
  * Prints one JSON line:
@@ -45,7 +47,7 @@
 
 typedef struct bopts {
     const char *model, *prompts_out, *gsm8k, *tok_dir, *ids_out;
-    int prompts, n, threads, mtp, sequential, stop_eos, repeat, no_pack_head;
+    int prompts, n, threads, mtp, sequential, stop_eos, repeat, no_pack_weights, no_pack_bf16;
     int64_t prompt_len, max_new, skip, draft_vocab;
     double temperature;
     uint64_t seed;
@@ -68,7 +70,7 @@ static void usage(void) {
     fputs("usage: bench_generate --model DIR [--prompts P] [--n N] [--prompt-len L] [--max-new M]\n"
           "         [--temperature T] [--mtp] [--threads K] [--seed S] [--prompts-out FILE]\n"
           "         [--gsm8k FILE --tokenizer DIR [--skip R] [--stop-eos]] [--sequential] [--repeat R]\n"
-          "         [--ids-out FILE] [--mtp-draft-vocab V] [--no-pack-head]\n",
+          "         [--ids-out FILE] [--mtp-draft-vocab V] [--no-pack-weights] [--no-pack-bf16]\n",
           stderr);
 }
 
@@ -181,7 +183,8 @@ int main(int argc, char **argv) {
         {"gsm8k", required_argument, 0, 'g'},       {"tokenizer", required_argument, 0, 'k'},
         {"skip", required_argument, 0, 'S'},        {"stop-eos", no_argument, 0, 'e'},
         {"sequential", no_argument, 0, 'q'},        {"repeat", required_argument, 0, 'R'},      {"ids-out", required_argument, 0, 'I'},
-        {"mtp-draft-vocab", required_argument, 0, 'D'}, {"no-pack-head", no_argument, 0, 'H'},
+        {"mtp-draft-vocab", required_argument, 0, 'D'}, {"no-pack-weights", no_argument, 0, 'H'},
+        {"no-pack-bf16", no_argument, 0, 'B'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -194,7 +197,8 @@ int main(int argc, char **argv) {
         case 'T': o.temperature = atof(optarg); break;
         case 'x': o.mtp = 1; break;
         case 'D': o.draft_vocab = atoll(optarg); break;
-        case 'H': o.no_pack_head = 1; break;
+        case 'H': o.no_pack_weights = 1; break;
+        case 'B': o.no_pack_bf16 = 1; break;
         case 't': o.threads = atoi(optarg); break;
         case 's': o.seed = strtoull(optarg, NULL, 0); break;
         case 'o': o.prompts_out = optarg; break;
@@ -276,7 +280,8 @@ int main(int argc, char **argv) {
     v3_engine_options eo = v3_engine_default_options();
     eo.mtp = o.mtp;
     eo.mtp_draft_vocab = o.draft_vocab;
-    eo.pack_head = !o.no_pack_head;
+    eo.pack_weights = !o.no_pack_weights;
+    eo.pack_bf16 = !o.no_pack_bf16;
     eo.max_seqs = samples > 256 ? samples : 256;
     int64_t live = samples * (lens[0] + o.max_new + 2) + 1024;
     for (int i = 1; i < o.prompts; i++)
@@ -301,6 +306,7 @@ int main(int argc, char **argv) {
         if (o.stop_eos && eos >= 0) rq[i].stop_ids = &eos, rq[i].n_stop_ids = 1;
     }
 
+    double t_pack = 0;
     /* warm-up: one short request (first touches of weights and buffers) */
     {
         v3_gen_request w = rq[0];
@@ -314,6 +320,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         v3_gen_outputs_free(wo, nw);
+        t_pack = e.stats.t_pack;
         memset(&e.stats, 0, sizeof e.stats);
     }
 
@@ -350,14 +357,16 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const v3_engine_stats *s = &best.stats;
     printf("{\"impl\": \"v3tune\", \"prompts\": %d, \"n\": %d, \"prompt_len\": %lld, \"prompt_tokens\": %lld, "
-           "\"max_new\": %lld, \"temperature\": %g, \"mtp\": %d, \"mtp_draft_vocab\": %lld, \"pack_head\": %d, \"sequential\": %d, \"threads\": %d, "
+           "\"max_new\": %lld, \"temperature\": %g, \"mtp\": %d, \"mtp_draft_vocab\": %lld, \"pack_weights\": %d, \"pack_bf16\": %d, "
+           "\"packed_copies\": %lld, \"packed_bf16\": %lld, \"packed_mib\": %.1f, \"pack_s\": %.3f, \"sequential\": %d, \"threads\": %d, "
            "\"repeat\": %d, \"generated\": %lld, \"wall_s\": %.3f, \"median_wall_s\": %.3f, \"tok_s\": %.2f, "
            "\"cpu_s\": %.2f, \"ttft_s\": %.3f, \"decode_tok_s\": %.2f, "
            "\"steps\": %lld, \"mtp_drafted\": %lld, \"mtp_accepted\": %lld, \"acceptance\": %.4f, "
            "\"t_model_s\": %.3f, \"t_mtp_s\": %.3f, \"t_sample_s\": %.3f, \"t_pack_s\": %.3f, \"load_s\": %.2f, "
            "\"peak_rss_mib\": %.1f, \"ids_fnv\": \"%016llx\", \"repeats_same\": %s}\n",
            o.prompts, o.n, (long long)(o.gsm8k ? 0 : o.prompt_len), (long long)total_prompt, (long long)o.max_new,
-           o.temperature, o.mtp, (long long)o.draft_vocab, !o.no_pack_head, o.sequential, o.threads, o.repeat, (long long)best.generated, best.wall, median,
+           o.temperature, o.mtp, (long long)o.draft_vocab, !o.no_pack_weights, !o.no_pack_bf16,
+           (long long)e.wp.n, (long long)e.wp.n_bf16, e.wp.bytes_read / 1048576.0, t_pack, o.sequential, o.threads, o.repeat, (long long)best.generated, best.wall, median,
            (double)best.generated / best.wall, best.cpu, best.ttft,
            best.wall > best.ttft ? (double)(best.generated - samples) / (best.wall - best.ttft) : 0.0,
            (long long)s->steps, (long long)s->mtp_drafted, (long long)s->mtp_accepted,

@@ -1,7 +1,9 @@
 /* bench_membw.c — the memory read rate a decode step can hope for: a plain sequential sum over a
  * buffer the size of the `small` preset's lm_head (129,280 × 512 fp32, 265 MB: far beyond the
- * caches), each thread over its contiguous share, alternated with the CPU backend's prepacked GEMV
- * (gemm_nt_packed, one row of A) over the same bytes, so that both see the same machine state.
+ * caches), each thread over its contiguous share, alternated with the CPU backend's GEMV (one row
+ * of A) over the same bytes read as a packed copy (pack_nt, registered in the context's wpacks),
+ * so that both see the same machine state; and the GEMV over a bf16 copy of a bf16 matrix of the
+ * same shape (half the bytes: the rate is counted in the fp32 bytes it stands for).
  *
  *   bench_membw [THREADS (2)] [ROUNDS (20)]
  *
@@ -71,7 +73,21 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < n; i += 997) w[i] = 1.0f; /* touch every page */
     for (int k = 0; k < K; k++) x[k] = 1.0f;
-    double t_sum[MAXR], t_gemv[MAXR];
+    /* the GEMV reads w as a packed copy of some [N, K] matrix `dummy` (its values do not matter
+     * here); and a bf16 copy of an all-ones matrix, in wb */
+    static const float dummy[1];
+    void *wb = ctx.be->alloc(&ctx, V3_PACKED_NT_BYTES(N, K, 0));
+    float *ones = ctx.be->alloc(&ctx, n * sizeof(float));
+    if (!wb || !ones) {
+        fprintf(stderr, "bench_membw: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    int isb = ctx.be->pack_nt(&ctx, wb, ones, K, N, K, 1);
+    ctx.be->free(&ctx, ones);
+    v3_wpack e32 = {dummy, N, K, w, 0}, e16 = {dummy, N, K, wb, isb};
+    v3_wpacks p32 = {&e32, 1}, p16 = {&e16, 1};
+    double t_sum[MAXR], t_gemv[MAXR], t_gemv16[MAXR];
     volatile float sink = 0;
     for (int r = 0; r < rounds; r++) {
         double t = now_s();
@@ -85,16 +101,27 @@ int main(int argc, char **argv) {
         t_sum[r] = now_s() - t;
         sink += s;
         t = now_s();
-        ctx.be->gemm_nt_packed(&ctx, 1, N, K, x, K, w, y, N); /* w read as a packed head */
+        ctx.wpacks = &p32;
+        ctx.be->gemm(&ctx, 0, 1, 1, N, K, 1.0f, x, K, dummy, K, 0.0f, y, N);
         t_gemv[r] = now_s() - t;
+        sink += y[0];
+        t = now_s();
+        ctx.wpacks = &p16;
+        ctx.be->gemm(&ctx, 0, 1, 1, N, K, 1.0f, x, K, dummy, K, 0.0f, y, N);
+        t_gemv16[r] = now_s() - t;
+        ctx.wpacks = NULL;
         sink += y[0];
     }
     qsort(t_sum, (size_t)rounds, sizeof(double), cmp);
     qsort(t_gemv, (size_t)rounds, sizeof(double), cmp);
+    qsort(t_gemv16, (size_t)rounds, sizeof(double), cmp);
     double gb = (double)n * sizeof(float) / 1e9;
     printf("%d thread(s), %d rounds, %.0f MB per pass\n", threads, rounds, gb * 1e3);
     printf("sequential sum        median %5.1f GB/s  best %5.1f GB/s\n", gb / t_sum[rounds / 2], gb / t_sum[0]);
     printf("packed GEMV (1 row)   median %5.1f GB/s  best %5.1f GB/s\n", gb / t_gemv[rounds / 2], gb / t_gemv[0]);
+    printf("bf16 copy (%s)   median %5.1f GB/s  best %5.1f GB/s  (fp32-equivalent)\n",
+           isb ? "1 row" : "NOT bf16", gb / t_gemv16[rounds / 2], gb / t_gemv16[0]);
+    ctx.be->free(&ctx, wb);
     ctx.be->free(&ctx, w);
     ctx.be->free(&ctx, x);
     ctx.be->free(&ctx, y);

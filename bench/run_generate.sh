@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run_generate.sh — generation throughput of the rollout engine (bench_generate) against Hugging
 # Face transformers' generate (bench/generate_hf.py), side by side in one run, on the `small`
-# preset (random weights written once by `v3tune init --dtype f32`, loaded by both sides, fp32 on
-# the CPU, same prompts, same thread count); then MTP speculative decoding on a model trained with
+# preset (random weights written once by `v3tune init --dtype DTYPE`, loaded by both sides, fp32
+# on the CPU, same prompts, same thread count; with DTYPE=bf16, the released checkpoints' dtype,
+# the engine keeps bf16 copies of the weights for decoding: the same values, half the bytes); then MTP speculative decoding on a model trained with
 # the MTP loss (`v3tune sft`, moe.mtp_lambda > 0) on GSM8K: greedy without MTP, with MTP drafting
 # over the whole vocabulary and over the engine's default draft vocabulary (token ids < 16384),
 # and, at batch 1 without EOS stopping, HF transformers' generate on the same model and prompt.
@@ -11,7 +12,7 @@
 #
 # WORK_DIR (default: a fresh temp dir, removed at the end) keeps the models between runs: the
 # small checkpoint and the MTP-trained tiny run are reused when already there.
-# Environment: THREADS (2), PROMPT_LEN (64), MAX_NEW (32), PROMPTS (32), N (8),
+# Environment: DTYPE (f32; bf16 uses WORK_DIR/small-bf16), THREADS (2), PROMPT_LEN (64), MAX_NEW (32), PROMPTS (32), N (8),
 #   MTP_PRESET (tiny), MTP_STEPS (200), MTP_PROMPTS (8), MTP_MAX_NEW (128), REPEAT_B1 (5), REPEAT_BATCH (1),
 #   REPEAT_MTP (3) (timed runs per measurement, the fastest reported: the machine is shared),
 #   MTP_THREADS (1: the tiny model's steps are a few ms, and with 2 threads on a loaded 2-core
@@ -25,6 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 data=${V3_SHARED_DATA:-$root/../shared/data}
 threads=${THREADS:-2}
+dtype=${DTYPE:-f32}
 plen=${PROMPT_LEN:-64}
 max_new=${MAX_NEW:-32}
 prompts=${PROMPTS:-32}
@@ -49,7 +51,7 @@ v3=$build/v3tune
 bg=$build/bench/bench_generate
 res=$work/results.jsonl
 : > "$res"
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), threads $threads, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), threads $threads, small in $dtype, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 run() { # label, command...: prints and records one JSON line tagged with the label
   local label=$1
@@ -65,9 +67,13 @@ want() { # section: b1, batch or mtp
   if [ "$1" != mtp ]; then case " $only " in *" hf "*) return 0 ;; esac; fi
   return 1
 }
-small=$work/small
+case $dtype in
+  f32) small=$work/small ;;
+  bf16) small=$work/small-bf16 ;;
+  *) echo "DTYPE must be f32 or bf16" >&2; exit 2 ;;
+esac
 if want b1 || want batch; then
-  [ -f "$small/config.json" ] || "$v3" init --preset small --dtype f32 --no-mtp --out "$small" >/dev/null
+  [ -f "$small/config.json" ] || "$v3" init --preset small --dtype "$dtype" --no-mtp --out "$small" >/dev/null
 fi
 if want b1; then
   # (a) batch 1, greedy and temperature 1

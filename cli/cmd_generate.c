@@ -42,8 +42,9 @@ static const char *USAGE =
     "                        {\"index\",\"sample\",\"delta\"}); the rows then go only to --out/--run\n"
     "  --mtp                 MTP speculative decoding for greedy requests (needs MTP weights)\n"
     "  --mtp-draft-vocab N   drafts choose among token ids < N (16384; 0 = whole vocabulary)\n"
-    "  --no-pack-head        no packed copy of the lm_head (saves V x hidden floats; CPU decode\n"
-    "                        is then slower, the output the same)\n"
+    "  --no-pack-weights     no packed copies of the weights for decoding (saves about the\n"
+    "                        model's size in memory; CPU decode is then slower, the output the same)\n"
+    "  --no-pack-bf16        pack as fp32 even weights that are exactly bf16 (the same output)\n"
     "  --max-live-tokens N   KV cache budget in tokens (65536)\n"
     "  --max-step-tokens N   tokens per model step (2048)\n"
     "  --max-seqs N          sequences decoded at once (256)\n"
@@ -68,7 +69,7 @@ typedef struct prow {
 
 typedef struct gen_args {
     const char *model, *prompts, *out, *run, *tok_dir, *tmpl, *device, *math;
-    int n, top_k, stream, mtp, threads, no_pack_head;
+    int n, top_k, stream, mtp, threads, no_pack_weights, no_pack_bf16;
     float temperature, top_p, min_p;
     int64_t max_new, max_live, max_step, max_seqs, block, draft_vocab;
     uint64_t seed;
@@ -99,7 +100,8 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         else if (!strcmp(k, "--math")) { NEED_V(); a->math = v; }
         else if (!strcmp(k, "--stream")) a->stream = 1;
         else if (!strcmp(k, "--mtp")) a->mtp = 1;
-        else if (!strcmp(k, "--no-pack-head")) a->no_pack_head = 1;
+        else if (!strcmp(k, "--no-pack-weights")) a->no_pack_weights = 1;
+        else if (!strcmp(k, "--no-pack-bf16")) a->no_pack_bf16 = 1;
         else if (!strcmp(k, "--stop")) {
             NEED_V();
             if (a->n_stops == 16) return v3_cli_usage_error("generate", "at most 16 --stop strings");
@@ -452,7 +454,8 @@ int v3_cmd_generate(int argc, char **argv) {
     eo.max_seqs = a.max_seqs;
     eo.mtp = a.mtp;
     eo.mtp_draft_vocab = a.draft_vocab;
-    eo.pack_head = !a.no_pack_head;
+    eo.pack_weights = !a.no_pack_weights;
+    eo.pack_bf16 = !a.no_pack_bf16;
     eo.tok = tok;
     stream_ctx sc = {(int64_t)a.n * n_rows == 1, rows};
     if (a.stream) {
@@ -522,6 +525,9 @@ int v3_cmd_generate(int argc, char **argv) {
         if (a.mtp)
             fprintf(stderr, "; MTP acceptance %lld/%lld (%.1f%%)", (long long)s->mtp_accepted,
                     (long long)s->mtp_drafted, s->mtp_drafted ? 100.0 * s->mtp_accepted / s->mtp_drafted : 0.0);
+        if (e.wp.n)
+            fprintf(stderr, "; packed weights: %lld copies (%lld bf16), %.1f MiB", (long long)e.wp.n,
+                    (long long)e.wp.n_bf16, e.wp.bytes_read / 1048576.0);
         fputc('\n', stderr);
     }
     if (n_bad) {

@@ -51,7 +51,27 @@ typedef struct v3_kctx {
     int n_threads;   /* CPU threads (OpenMP); 0 = all cores */
     int math;        /* V3_MATH_*: set after v3_kctx_init (which sets FP32), read by every op */
     v3_err err;      /* first failure since the last v3k_check(), code V3_OK if none */
+    const struct v3_wpacks *wpacks; /* packed weight copies the CPU GEMMs may read (pack_nt); NULL */
 } v3_kctx;
+
+/* Packed copies of weights (pack_nt) that the CPU backend's gemm and gemm_grouped read in place
+ * of the originals while a context's wpacks points at them: a product x · Wᵀ (transB, not
+ * transA, B's row stride K) whose B is an entry's w, with its K and at most its N rows (a leading
+ * block of rows is a smaller matrix), reads the packed strips instead of transposing W's rows:
+ * the same bits. An fp32 copy serves any number of rows; a bf16 copy (every value of W exactly a
+ * bf16) serves products of fewer than 6 rows (decode steps), the others read W. Sorted by w; the
+ * owner (the rollout engine) keeps the copies equal to the weights and sets wpacks only for the
+ * duration of its steps. */
+typedef struct v3_wpack {
+    const float *w;     /* the weight [N, K] (row stride K) */
+    int64_t N, K;
+    const void *packed; /* pack_nt's output for w */
+    int bf16;           /* packed as bf16 (pack_nt returned 1) */
+} v3_wpack;
+typedef struct v3_wpacks {
+    const v3_wpack *e;
+    int64_t n;
+} v3_wpacks;
 
 /* One problem of a grouped GEMM: C[M,N] = alpha * op(A) op(B) + beta * C, with natural
  * leading dimensions (A is [M,K], or [K,M] when transA; B is [K,N], or [N,K] when transB). */
@@ -248,18 +268,17 @@ struct v3_backend {
 
     /* ---- optional: NULL where a backend lacks them (callers fall back to gemm); not in
      * V3_OP_LIST, so the parity harness does not require them ---- */
-    /* Bp = B [N, K] (row stride ldb) in the CPU GEMM's strip layout: Bp[s][k][16] holds
-     * B[16s + j, k], j < 16, the last strip zero-padded; V3_PACKED_NT_FLOATS(N, K) floats. */
-    void (*pack_nt)(v3_kctx *ctx, float *Bp, const float *B, int64_t ldb, int64_t N, int64_t K);
-    /* C[M, N] (row stride ldc) = A[M, K] · Bᵀ with B given as pack_nt made it: the same bits as
-     * gemm(0, 1, M, N, K, 1, A, lda, B, ldb, 0, C, ldc), without packing B per call (a decode
-     * step's head GEMV then streams one contiguous array). N may be less than the packed N (the
-     * leading strips are used). */
-    void (*gemm_nt_packed)(v3_kctx *ctx, int64_t M, int64_t N, int64_t K, const float *A,
-                           int64_t lda, const float *Bp, float *C, int64_t ldc);
+    /* Bp = B [N, K] (row stride ldb) in the CPU GEMM's strip layout: strip s holds B[16s + j, k]
+     * at [k][j], j < 16, the last strip zero-padded. As floats; with bf16 set, as their high halves
+     * when every value of B is exactly a bf16 (low 16 bits zero: a bf16 checkpoint's weights until
+     * they are trained): returns 1 then, else packs floats and returns 0. Bp needs
+     * V3_PACKED_NT_BYTES(N, K, 0) bytes (half of them are used for bf16). Read through wpacks. */
+    int (*pack_nt)(v3_kctx *ctx, void *Bp, const float *B, int64_t ldb, int64_t N, int64_t K,
+                   int bf16);
 };
 
-#define V3_PACKED_NT_FLOATS(N, K) ((((N) + 15) / 16) * 16 * (K))
+#define V3_PACKED_NT_BYTES(N, K, bf16) \
+    ((size_t)(((N) + 15) / 16) * 16 * (size_t)(K) * ((bf16) ? 2 : 4))
 
 /* Dispatch: v3k(ctx, gemm, 0, 1, M, N, K, ...). */
 #define v3k(ctx, op, ...) ((ctx)->be->op((ctx), __VA_ARGS__))

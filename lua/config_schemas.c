@@ -90,8 +90,8 @@ const v3_cfg_key v3_cfg_keys_grpo[] = {
     {"rollout.stop", V3_CFG_STRING_LIST, "", "stop strings (EOS always stops)", 0, NULL},
     {"rollout.max_live_tokens", V3_CFG_INT, "65536", "KV cache capacity of the engine in tokens", 0, NULL},
     {"rollout.max_seqs", V3_CFG_INT, "64", "sequences the engine decodes at once", 0, NULL},
-    {"rollout.pack_head", V3_CFG_BOOL, "true", "keep a packed copy of the lm_head for decoding on "
-     "the CPU (vocab x hidden floats; faster batch-1 steps, same results)", 0, NULL},
+    {"rollout.pack_weights", V3_CFG_BOOL, "true", "keep packed copies of the weights for decoding "
+     "on the CPU (about the model's size; faster decode steps, same results)", 0, NULL},
     {"rollout.dynamic_sampling", V3_CFG_BOOL, "false", "drop groups whose rewards are all equal (no "
      "signal) and replace them with groups of further prompts (DAPO)", 0, NULL},
     {"rollout.dynamic_max_rounds", V3_CFG_INT, "4", "extra generation rounds per step at most (0..16); "

@@ -449,8 +449,11 @@ int v3_model_load(v3_model *m, const char *dir, v3_err *err) {
     int rc = v3_checkpoint_load(dir, &m->table, host, V3_CKPT_ALLOW_MISSING_MTP | V3_CKPT_IGNORE_UNEXPECTED, err);
     if (rc == V3_OK) m->ctx->be->to_device(m->ctx, m->params, host, bytes);
     free(host);
+    v3_model_weights_changed(m); /* also after a failed load: params may be partly written */
     return rc;
 }
+
+void v3_model_weights_changed(v3_model *m) { m->weights_version++; }
 
 void v3_model_sync_mtp_copies(v3_model *m) {
     if (!m->opt.mtp) return;

@@ -149,6 +149,8 @@ typedef struct v3_model {
     v3_param_table table;
     float *params;            /* [table.total] backend memory */
     float *grads;             /* [table.total] backend memory (NULL when !training) */
+    uint64_t weights_version; /* changes whenever params change (v3_model_weights_changed): copies
+                               * made from the weights (the engine's packed ones) follow it */
     int n_layers_total;       /* n_layer (+1 with MTP) */
     v3_layer_w *lw, *lg;      /* [n_layers_total] weight / gradient pointers */
     float *embed, *final_ln, *head;       /* params: [V, C], [C], [V, C] */
@@ -219,6 +221,9 @@ void v3_model_free(v3_model *m);
  * backend). Without MTP weights in the checkpoint (HF drops them) the MTP module keeps its
  * values; the checkpoint's MTP copies of embed/head are ignored (the main ones are used). */
 int v3_model_load(v3_model *m, const char *dir, v3_err *err);
+/* To be called by whoever writes m->params outside v3_model_load (the optimizer's callers): bumps
+ * weights_version, so that the rollout engine repacks its copies before its next steps. */
+void v3_model_weights_changed(v3_model *m);
 /* Copies the main embed/lm_head into the MTP module's physical copies
  * (model.layers.<n>.embed_tokens / shared_head.head) so a saved checkpoint stays consistent. */
 void v3_model_sync_mtp_copies(v3_model *m);
@@ -268,9 +273,6 @@ typedef struct v3_step {
                                    * final-norm output at each row's position */
     int64_t vocab;                /* logit columns: 0 = the whole vocabulary, else token ids
                                    * 0..vocab-1 only ([n_out, vocab] out), for MTP drafts */
-    const float *head_packed;     /* (backend, optional) the lm_head as be->pack_nt left it, used
-                                   * through be->gemm_nt_packed (same bits as the head); NULL or a
-                                   * backend without that op: the head itself */
 } v3_step;
 
 /* Main model over the new tokens. */

@@ -61,10 +61,7 @@ static void step_logits(v3_model *m, const v3_step *s, const float *x, float *sc
     v3_kctx *c = m->ctx;
     int64_t C = m->cfg.hidden_size, V = s->vocab ? s->vocab : m->cfg.vocab_size;
     v3k(c, gather_rows, scratch, x, m->d_targets, s->n_out, C);
-    if (s->head_packed && c->be->gemm_nt_packed)
-        c->be->gemm_nt_packed(c, s->n_out, V, C, scratch, C, s->head_packed, s->logits, V);
-    else
-        v3_linear_fwd(c, s->logits, scratch, m->head, s->n_out, C, V, 0.0f);
+    v3_linear_fwd(c, s->logits, scratch, m->head, s->n_out, C, V, 0.0f);
 }
 
 static int step_end(v3_model *m, v3_err *err) {

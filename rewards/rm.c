@@ -101,6 +101,7 @@ static int load_weights(v3_rm *rm, const char *dir, const char *cfg_text, v3_err
     if (!rc) rc = v3_checkpoint_load(dir, &st, host, V3_CKPT_IGNORE_UNEXPECTED, err);
     if (!rc) {
         rm->m.ctx->be->to_device(rm->m.ctx, rm->m.params, host, bytes);
+        v3_model_weights_changed(&rm->m);
         identity_hash(cfg_text, host, &rm->m, rm->num_labels, rm->info.sha256);
     }
     free(host);

@@ -23,7 +23,8 @@ v3_engine_options v3_engine_default_options(void) {
     o.max_step_tokens = 0;
     o.max_seqs = 256;
     o.mtp_draft_vocab = 16384;
-    o.pack_head = 1;
+    o.pack_weights = 1;
+    o.pack_bf16 = 1;
     return o;
 }
 
@@ -35,7 +36,7 @@ void v3_engine_free(v3_engine *e) {
     c->be->free(c, e->d_logits);
     c->be->free(c, e->d_hidden);
     c->be->free(c, e->d_mtp_hidden);
-    c->be->free(c, e->head_packed);
+    v3_wpack_set_free(&e->wp, c);
     c->be->free(c, e->Kbuf);
     c->be->free(c, e->d_widx);
     c->be->free(c, e->d_gidx);
@@ -106,10 +107,8 @@ int v3_engine_init(v3_engine *e, v3_model *m, const v3_engine_options *o, v3_err
         !e->positions || !e->kv_lo || !e->kv_hi || !e->widx || !e->out_rows || !e->hrows)
         goto oom;
     if (e->o.mtp && !(e->d_mtp_hidden = c->be->alloc(c, S * (size_t)e->C * sizeof(float)))) goto oom;
-    if (e->o.pack_head && c->be->pack_nt && c->be->gemm_nt_packed &&
-        !(e->head_packed = c->be->alloc(c, (size_t)V3_PACKED_NT_FLOATS(e->V, e->C) * sizeof(float)))) {
-        rc = v3_errf(err, V3_ENOMEM, "engine: cannot allocate the packed lm_head (%lld × %lld floats; "
-                     "pack_head = 0 does without)", (long long)e->V, (long long)e->C);
+    if (e->o.pack_weights && c->be->pack_nt && (rc = v3_wpack_set_init(&e->wp, m, err))) {
+        v3_err_prefix(err, "engine");
         goto fail;
     }
     return V3_OK;
@@ -329,8 +328,7 @@ static int run_model(v3_engine *e, int64_t N, int64_t n_out, int64_t Tk, int mtp
     ks.src.Tk = Tk;
     ks.src.kv_lo = e->kv_lo;
     ks.src.kv_hi = e->kv_hi;
-    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL, 0,
-                  e->head_packed};
+    v3_step st = {N, e->tokens, e->positions, n_out, e->out_rows, e->d_logits, NULL, 0};
     int rc;
     if (mtp) {
         c->be->to_device(c, e->d_hrows, e->hrows, (size_t)N * sizeof(int32_t));
@@ -520,10 +518,12 @@ int v3_engine_generate(v3_engine *e, const v3_gen_request *reqs, int n_reqs, v3_
     if (rc) return rc;
     gen_state g = {0};
     g.t0 = now_s();
-    if (e->head_packed) { /* the weights may have changed since the last call */
-        v3_kctx *c = e->m->ctx;
-        c->be->pack_nt(c, e->head_packed, e->m->head, e->C, e->V, e->C);
+    if (e->wp.n) { /* the weights may have changed since the last call */
+        int did = 0;
+        if ((rc = v3_wpack_set_refresh(&e->wp, e->m, e->o.pack_bf16, &did, err))) return rc;
+        e->stats.packs += did;
         e->stats.t_pack += now_s() - g.t0;
+        e->m->ctx->wpacks = &e->wp.view; /* until the call returns */
     }
     for (int i = 0; i < n_reqs; i++) g.n_seqs += reqs[i].n;
     v3_gen_output *outs = calloc((size_t)(g.n_seqs ? g.n_seqs : 1), sizeof *outs);
@@ -571,6 +571,7 @@ int v3_engine_generate(v3_engine *e, const v3_gen_request *reqs, int n_reqs, v3_
     }
     e->stats.t_total += now_s() - g.t0;
 done:
+    e->m->ctx->wpacks = NULL;
     for (int64_t i = 0; g.seqs && i < g.n_seqs; i++) v3_gen_seq_free(&g.seqs[i], &e->kv);
     free(g.seqs);
     free(g.run);

@@ -32,6 +32,7 @@
 #include "../model/model.h"
 #include "kvcache.h"
 #include "sampler.h"
+#include "wpack.h"
 
 typedef struct v3_gen_request {
     const int32_t *prompt;     /* token ids (the chat template already applied) */
@@ -87,11 +88,14 @@ typedef struct v3_engine_options {
      * tokens), so drafting costs 1/8 of a full head pass and loses few accepted drafts. Outputs
      * never depend on it: a draft is only kept when the main model samples the same token. */
     int64_t mtp_draft_vocab;
-    /* Keep a copy of the lm_head in the backend's GEMM strip layout (be->pack_nt; the CPU only),
-     * refreshed at the start of every generate call (the trainer changes the weights between
-     * calls): the head's GEMVs, most of a small model's decode step, then read one contiguous
-     * array instead of transposing 16 rows at a time. Same bits. +V·C floats. (1) */
-    int pack_head;
+    /* Keep copies of the weights a decode step reads in the backend's GEMM strip layout
+     * (be->pack_nt, the CPU only; rollout/wpack.h), made again at the start of a generate call
+     * when the model's weights_version moved (the trainer's updates): a step's GEMVs then stream
+     * contiguous arrays instead of transposing 16 rows at a time. With pack_bf16, a weight whose
+     * every value is a bf16 (a bf16 checkpoint before training) is kept as bf16: half the bytes.
+     * Same bits either way. + about the model's projection weights in memory. (1, 1) */
+    int pack_weights;
+    int pack_bf16;
     const v3_tokenizer *tok;   /* detokenisation and stop strings (may be NULL) */
     v3_gen_stream_fn stream;
     void *stream_user;
@@ -110,6 +114,7 @@ typedef struct v3_engine_stats {
     int64_t mtp_drafted, mtp_accepted;
     int64_t peak_blocks;
     double t_total, t_model, t_mtp, t_sample, t_pack;
+    int64_t packs;             /* generate calls that (re)packed the weights */
 } v3_engine_stats;
 
 struct v3_gen_seq;
@@ -121,7 +126,7 @@ typedef struct v3_engine {
     v3_sample_scratch sc;
     int64_t V, C, width, max_step, max_out;
     int64_t Vd;                /* logit columns of an MTP draft step (≤ V) */
-    float *head_packed;        /* (backend) the packed lm_head (pack_head), or NULL */
+    v3_wpack_set wp;           /* packed weight copies (pack_weights; wp.n = 0 without) */
     float *d_logits;           /* (backend) [max_out, V] */
     float *h_logits;           /* (host) [max_out, V]; = d_logits on a host_visible backend */
     float *d_hidden;           /* (backend) [max_step, C] main final hidden of the step (MTP) */

@@ -113,7 +113,7 @@ static int load_models(grpo *g, const char *ck_path, v3_err *err) {
     v3_engine_options eo = v3_engine_default_options();
     eo.max_live_tokens = o->max_live_tokens;
     eo.max_seqs = o->max_seqs;
-    eo.pack_head = o->pack_head;
+    eo.pack_weights = o->pack_weights;
     eo.tok = o->n_stop > 0 ? g->tok : NULL; /* stop strings need it; else grpo_completion_text */
     if ((rc = v3_engine_init(&g->eng, &g->m, &eo, err))) return rc;
     g->have_eng = 1;

@@ -82,7 +82,7 @@ typedef struct v3_grpo_opts {
     const char *const *stop;     /* stop strings */
     int n_stop;
     int64_t max_live_tokens, max_seqs; /* engine cache budget, sequences at once */
-    int pack_head;               /* engine pack_head: a packed lm_head copy for decoding (CPU) */
+    int pack_weights;            /* engine pack_weights: packed weight copies for decoding (CPU) */
     int dynamic_sampling;
     int dynamic_max_rounds;      /* extra generation rounds per step at most */
 

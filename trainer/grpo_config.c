@@ -25,7 +25,7 @@ void v3_grpo_opts_default(v3_grpo_opts *o) {
     o->sampling = v3_sampling_default();
     o->max_live_tokens = 65536;
     o->max_seqs = 64;
-    o->pack_head = 1;
+    o->pack_weights = 1;
     o->dynamic_max_rounds = 4;
     o->steps = 1000;
     o->mu = 1;
@@ -196,7 +196,7 @@ int v3_grpo_opts_from_cfg(const v3_cfg *c, v3_grpo_opts *o, v3_grpo_cfg_hold *h,
     GETI("rollout.max_live_tokens", o->max_live_tokens);
     GETI("rollout.max_seqs", o->max_seqs);
     GETB("rollout.dynamic_sampling", o->dynamic_sampling);
-    GETB("rollout.pack_head", o->pack_head);
+    GETB("rollout.pack_weights", o->pack_weights);
     GETI("rollout.dynamic_max_rounds", o->dynamic_max_rounds);
     GETI("grpo.mu", o->mu);
     GETI("grpo.mini_batches", o->mini_batches);

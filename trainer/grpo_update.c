@@ -244,6 +244,7 @@ static int minibatch(grpo *g, grpo_batch *b, const int64_t *idx, int64_t n, cons
     v3_guard_verdict v = v3_guard_check(&g->st.guard, sched_step, loss, gnorm, &stop, err);
     if (v == V3_GUARD_OK) {
         v3_optim_step(&g->opt, m->params, m->grads, (float)lr, v3_clip_coef(gnorm, o->clip));
+        v3_model_weights_changed(m); /* the rollout engine repacks its copies */
         v3_model_update_router_bias(m, g->o->router_gamma);
         us->n_updates++;
         us->loss += loss;

@@ -338,6 +338,7 @@ static int train_step(sft *s, double *loss_out, double *gnorm_out, double *lr_ou
     if (v == V3_GUARD_OK) {
         coef = v3_clip_coef(gnorm, o->clip);
         v3_optim_step(&s->opt, s->m.params, s->m.grads, (float)lr, coef / (float)ga);
+        v3_model_weights_changed(&s->m); /* the rollout engine repacks its copies */
         v3_model_update_router_bias(&s->m, o->router_gamma);
     } else {
         v3_model_update_router_bias(&s->m, 0.0f); /* forget this step's loads */

@@ -72,7 +72,6 @@ static const v3_backend cpu_backend = {
     .add = cpu_add,
     .copy_3d = cpu_copy_3d,
     .pack_nt = cpu_pack_nt,
-    .gemm_nt_packed = cpu_gemm_nt_packed,
 };
 
 const v3_backend *v3_backend_cpu(void) { return &cpu_backend; }

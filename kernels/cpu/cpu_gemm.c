@@ -29,10 +29,13 @@
  * 8×8 blocks in registers (no packed strip: a GEMV over x · Wᵀ). Each runs the same per-element
  * sequence, so a row computed alone equals the same row inside any batch. A plain A is read in
  * place (one broadcast per row and k); a transposed A is packed per tile and block into panels
- * of six adjacent values per k. A B packed once beforehand (cpu_pack_nt: the rollout engine's
- * copy of the lm_head) is read as the strips the packing would have made, by the same kernels:
- * a decode step's head GEMV then streams one contiguous array instead of transposing 16 rows at
- * a time (batch-1 decode on small 1.18-1.31x, 2 threads). */
+ * of six adjacent values per k. A B packed once beforehand (cpu_pack_nt; the rollout engine's
+ * copies of the weights a decode step reads, found through ctx->wpacks) is read as the strips the
+ * packing would have made, by the same kernels: a decode step's GEMVs then stream contiguous
+ * arrays instead of transposing 16 rows at a time (the lm_head alone: batch-1 decode on small
+ * 1.18-1.31x, 2 threads). A weight whose every value is a bf16 (a bf16 checkpoint, untrained) may
+ * be packed as bf16, half the bytes: the few-row kernels widen each value back to the same float
+ * (a shift), so the products and bits are unchanged; only memory traffic halves. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +100,31 @@ static void tkernel_scalar(int mr, int ns, int64_t kc, const float *const ar[MR]
 static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, const float *b,
                            int64_t bks, float *acc, int load) {
     tkernel_scalar(MR, 1, kc, ar, aks, b, bks, 0, acc, 0, load);
+}
+
+/* the float whose high half is h (exact: a bf16-exact weight comes back bit for bit) */
+static inline float bf16_f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* tkernel_scalar over prepacked bf16 strips (bp[k][NR], strip s at b + s*ss), A rows in place */
+static void tkernel_scalar_bf16(int mr, int ns, int64_t kc, const float *const ar[MR],
+                                const uint16_t *b, int64_t ss, float *acc, int64_t accs, int load) {
+    for (int s = 0; s < ns; s++) {
+        float c[MR][NR], *as = acc + s * accs;
+        const uint16_t *bs = b + s * ss;
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < NR; j++) c[r][j] = load ? as[r * NR + j] : 0.0f;
+        for (int64_t k = 0; k < kc; k++)
+            for (int r = 0; r < mr; r++) {
+                float a = ar[r][k];
+                for (int j = 0; j < NR; j++) c[r][j] = fmaf(a, bf16_f(bs[k * NR + j]), c[r][j]);
+            }
+        for (int r = 0; r < mr; r++) memcpy(as + r * NR, c[r], sizeof c[r]);
+    }
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -275,6 +303,68 @@ static tkernel_fn *const tk_avx2[2][2][MR][NP + 1] = {
 #undef TK_FN4
 #undef TK_ENT
 
+/* The few-row tiles over prepacked bf16 strips (strip s at b + s*ss, any ss; A rows in place):
+ * tk_body's tiles and per-element sequence, each b vector widened from 8 bf16 (zero-extend, shift
+ * into the high half: the very float that was packed). Half the bytes of the fp32 strips, which
+ * is what a decode step's GEMVs are bound by. */
+typedef void tkbf_fn(int64_t kc, const float *const ar[MR], const uint16_t *b, int64_t ss,
+                     float *acc, int64_t accs, int load);
+
+AVX2_FN __attribute__((always_inline)) static inline __m256 widen_bf16(const uint16_t *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+AVX2_FN __attribute__((always_inline)) static inline void
+tkbf_body(const int mr, const int ns, int64_t kc, const float *const ar[MR], const uint16_t *b,
+          int64_t ss, float *acc, int64_t accs, int load) {
+    const int nv = 2 * ns;
+    __m256 c[MR - 1][2 * NP];
+    const uint16_t *bs[NP];
+#pragma GCC unroll 4
+    for (int s = 0; s < ns; s++) bs[s] = b + s * ss;
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            c[r][v] = load ? _mm256_loadu_ps(acc + (v >> 1) * accs + r * NR + (v & 1) * 8)
+                           : _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 x[MR - 1];
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) x[r] = _mm256_broadcast_ss(ar[r] + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            __m256 b_ = widen_bf16(bs[v >> 1] + k * NR + (v & 1) * 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++) c[r][v] = _mm256_fmadd_ps(x[r], b_, c[r][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(acc + (v >> 1) * accs + r * NR + (v & 1) * 8, c[r][v]);
+}
+
+#define TKB_FN(mr, ns)                                                                             \
+    AVX2_FN static void tkb_##mr##ns(int64_t kc, const float *const ar[MR], const uint16_t *b,     \
+                                     int64_t ss, float *acc, int64_t accs, int load) {             \
+        tkbf_body(mr, ns, kc, ar, b, ss, acc, accs, load);                                         \
+    }
+TKB_FN(1, 1) TKB_FN(1, 2) TKB_FN(1, 3) TKB_FN(1, 4)
+TKB_FN(2, 1) TKB_FN(2, 2)
+TKB_FN(3, 1)
+TKB_FN(4, 1)
+TKB_FN(5, 1)
+/* [mr][ns] */
+static tkbf_fn *const tkb_avx2[MR][NP + 1] = {
+    [1][1] = tkb_11, [1][2] = tkb_12, [1][3] = tkb_13, [1][4] = tkb_14,
+    [2][1] = tkb_21, [2][2] = tkb_22, [3][1] = tkb_31, [4][1] = tkb_41, [5][1] = tkb_51,
+};
+#undef TKB_FN
+
 /* x[i] = row i of an 8×8 block -> x[k] = column k (a copy: no arithmetic) */
 AVX2_FN __attribute__((always_inline)) static inline void tr8x8(__m256 *x) {
     __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
@@ -425,7 +515,9 @@ typedef struct gemm_prob {
     const float *A; int64_t lda; /* [M, K], or [K, M] when transA */
     const float *B; int64_t ldb; /* [K, N], or [N, K] when transB */
     float *C; int64_t ldc;       /* [M, N] */
-    int packed;                  /* B (transB) comes packed by cpu_pack_nt: strip s at B + s*K*NR */
+    int packed;                  /* B (transB) comes packed by cpu_pack_nt: strip s at B + s*K*NR;
+                                  * 2: as bf16, at B16 + s*K*NR (M < MR only) */
+    const uint16_t *B16;
     int64_t mc, nc, n_ib, n_jb;
     int64_t task0; /* index of its first tile in the call's tile list */
 } gemm_prob;
@@ -534,7 +626,8 @@ enum {
     SK_PACK,    /* packed into the panel buffer: bp[k][NR] at s->strip + t*KMAX1*NR */
     SK_INPLACE, /* B not transposed, read in place (row stride ldb) */
     SK_DIRECT,  /* B transposed, few rows: its rows read in place by dk_body */
-    SK_PACKED   /* packed beforehand (cpu_pack_nt): bp[k][NR] at p->B + strip*K*NR + k0*NR */
+    SK_PACKED,  /* packed beforehand (cpu_pack_nt): bp[k][NR] at p->B + strip*K*NR + k0*NR */
+    SK_PACKED16 /* the same as bf16, at p->B16 (only tail rows: M < MR) */
 };
 
 /* Tile (ib, jb) of problem p. Per K block, the columns go in panels of strips: each strip is
@@ -573,6 +666,7 @@ static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels 
             int64_t sp = (jp - j0) / NR; /* index of the panel's first strip in the tile */
             int np = (int)((j1 - jp + NR - 1) / NR < pw ? (j1 - jp + NR - 1) / NR : pw);
             const float *bs[NP];
+            const uint16_t *bh[NP];
             int kind[NP];
             for (int t = 0; t < np; t++) {
                 int64_t j = jp + t * NR, jw = j1 - j < NR ? j1 - j : NR;
@@ -581,7 +675,11 @@ static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels 
                  * not transposed, since rows of B at a power-of-two stride fall into a few L1
                  * sets */
                 float *buf = s->strip + (int64_t)t * KMAX1 * NR;
-                if (p->packed) {
+                if (p->packed == 2) {
+                    kind[t] = SK_PACKED16;
+                    bh[t] = p->B16 + (j / NR) * p->K * NR + k0 * NR;
+                    continue; /* no six-row groups (M < MR) */
+                } else if (p->packed) {
                     kind[t] = SK_PACKED;
                     bs[t] = p->B + (j / NR) * p->K * NR + k0 * NR;
                 } else if (!p->transB && jw == NR && n_grp <= 4) {
@@ -626,22 +724,28 @@ static void run_tile(const gemm_prob *p, int64_t ib, int64_t jb, const ukernels 
              * columns; packed: the panel buffer's slots), at most tk_ns[mt] strips per AVX2
              * call (one for SK_DIRECT) */
             for (int t = 0; t < np;) {
-                /* (the AVX2 tail kernels address a panel's packed strips KMAX1·NR apart, so
-                 * prepacked strips, K·NR apart, go one per call) */
+                /* (the AVX2 fp32 tail kernels address a panel's packed strips KMAX1·NR apart, so
+                 * prepacked fp32 strips, K·NR apart, go one per call; the bf16 ones take any
+                 * strip stride) */
                 int e = t + 1, ns_max = kind[t] == SK_DIRECT || kind[t] == SK_PACKED ? 1 : tk_ns[mt];
                 while (e < np && kind[e] == kind[t] && (!uk->avx2 || e - t < ns_max)) e++;
                 float *acc = s->acc + (sp + t) * accs + n_full * (MR * NR);
                 int64_t bks = kind[t] == SK_INPLACE ? p->ldb : NR;
                 int64_t ss = kind[t] == SK_INPLACE ? NR
-                             : kind[t] == SK_PACKED ? p->K * NR : (int64_t)KMAX1 * NR;
+                             : kind[t] >= SK_PACKED ? p->K * NR : (int64_t)KMAX1 * NR;
 #ifdef V3_HAVE_AVX2_KERNEL
-                if (kind[t] == SK_DIRECT)
+                if (kind[t] == SK_PACKED16 && uk->avx2)
+                    tkb_avx2[mt][e - t](kb, ar, bh[t], ss, acc, accs, k0 > 0);
+                else if (kind[t] == SK_DIRECT)
                     dk_avx2[mt](kb, s->ax, bs[t], p->ldb, acc, k0 > 0);
                 else if (uk->avx2)
                     tk_avx2[kind[t] != SK_INPLACE][!p->transA][mt][e - t](kb, ar, bs[t], bks, acc,
                                                                         accs, k0 > 0);
                 else
 #endif
+                if (kind[t] == SK_PACKED16)
+                    tkernel_scalar_bf16((int)mt, e - t, kb, ar, bh[t], ss, acc, accs, k0 > 0);
+                else
                     tkernel_scalar((int)mt, e - t, kb, ar, aks, bs[t], bks, ss, acc, accs,
                                    k0 > 0);
                 if (last)
@@ -664,6 +768,29 @@ static void scale_c(const gemm_prob *p) {
         }
 }
 
+/* A problem x · Wᵀ whose W has a packed copy in ctx->wpacks (kernels.h) reads the copy. */
+static void use_wpack(const v3_kctx *ctx, gemm_prob *p) {
+    const v3_wpacks *w = ctx->wpacks;
+    if (!w || !p->transB || p->transA || p->packed || p->ldb != p->K) return;
+    int64_t lo = 0, hi = w->n; /* sorted by w: binary search for p->B */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)w->e[mid].w < (uintptr_t)p->B) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == w->n) return;
+    const v3_wpack *e = &w->e[lo];
+    if (e->w != p->B || e->K != p->K || p->N > e->N) return;
+    if (e->bf16) {
+        if (p->M >= MR) return; /* the six-row kernels read floats: W itself */
+        p->packed = 2;
+        p->B16 = e->packed;
+    } else {
+        p->packed = 1;
+        p->B = e->packed;
+    }
+}
+
 /* Runs n problems: all tiles of all problems in one parallel region. */
 static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
     int nt = cpu_threads(ctx);
@@ -673,6 +800,7 @@ static void run_probs(v3_kctx *ctx, gemm_prob *ps, int64_t n) {
     for (int64_t q = 0; q < n; q++) {
         gemm_prob *p = &ps[q];
         if (p->M <= 0 || p->N <= 0) continue;
+        use_wpack(ctx, p);
         if (p->K <= 0) {
             scale_c(p);
             continue;
@@ -736,7 +864,7 @@ static gemm_prob make_prob(int transA, int transB, int64_t M, int64_t N, int64_t
                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                            float *C, int64_t ldc) {
     return (gemm_prob){transA, transB, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc,
-                       0, 0, 0, 0, 0, 0};
+                       0, NULL, 0, 0, 0, 0, 0};
 }
 
 /* ---------------------------------------------------------------- the ops */
@@ -782,30 +910,66 @@ void cpu_gemm_grouped(v3_kctx *ctx, int transA, int transB, float alpha, float b
 
 /* ---------------------------------------------------------------- prepacked B */
 
-void cpu_pack_nt(v3_kctx *ctx, float *Bp, const float *B, int64_t ldb, int64_t N, int64_t K) {
+/* 1 when every value of B [N, K] (row stride ldb) is exactly a bf16 (its low 16 bits zero) */
+static int is_bf16_exact(v3_kctx *ctx, const float *B, int64_t ldb, int64_t N, int64_t K) {
+    int bad = 0;
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(ctx)) if (N * K >= (1 << 16)) \
+    reduction(| : bad)
+    for (int64_t j = 0; j < N; j++) {
+        uint32_t low = 0;
+        for (int64_t k = 0; k < K; k++) {
+            uint32_t u;
+            memcpy(&u, B + j * ldb + k, sizeof u);
+            low |= u & 0xFFFFu;
+        }
+        bad |= low != 0;
+    }
+    return !bad;
+}
+
+int cpu_pack_nt(v3_kctx *ctx, void *Bp, const float *B, int64_t ldb, int64_t N, int64_t K,
+                int bf16) {
     int64_t n_s = (N + NR - 1) / NR;
+    if (bf16) bf16 = is_bf16_exact(ctx, B, ldb, N, K);
 #ifdef V3_HAVE_AVX2_KERNEL
     int avx2 = pick_ukernels().avx2;
 #endif
-#pragma omp parallel for schedule(static) num_threads(cpu_threads(ctx)) if (n_s > 64)
-    for (int64_t st = 0; st < n_s; st++) {
-        float *bp = Bp + st * K * NR;
-        int64_t j0 = st * NR, jw = N - j0 < NR ? N - j0 : NR;
-#ifdef V3_HAVE_AVX2_KERNEL
-        if (avx2 && jw == NR) {
-            pack_nt_avx2(B + j0 * ldb, ldb, K, bp);
-            continue;
+    int failed = 0;
+#pragma omp parallel num_threads(cpu_threads(ctx)) if (n_s >= 8)
+    {
+        /* bf16: each strip is transposed as floats first, then halved */
+        float *tmp = bf16 ? malloc(sizeof(float) * (size_t)(K * NR)) : NULL;
+        if (bf16 && !tmp) {
+#pragma omp atomic write
+            failed = 1;
         }
+#pragma omp for schedule(static)
+        for (int64_t st = 0; st < n_s; st++) {
+            if (bf16 && !tmp) continue;
+            float *bp = bf16 ? tmp : (float *)Bp + st * K * NR;
+            int64_t j0 = st * NR, jw = N - j0 < NR ? N - j0 : NR;
+#ifdef V3_HAVE_AVX2_KERNEL
+            if (avx2 && jw == NR)
+                pack_nt_avx2(B + j0 * ldb, ldb, K, bp);
+            else
 #endif
-        if (jw < NR) memset(bp, 0, (size_t)(K * NR) * sizeof(float));
-        for (int64_t j = 0; j < jw; j++)
-            for (int64_t k = 0; k < K; k++) bp[k * NR + j] = B[(j0 + j) * ldb + k];
+            {
+                if (jw < NR) memset(bp, 0, (size_t)(K * NR) * sizeof(float));
+                for (int64_t j = 0; j < jw; j++)
+                    for (int64_t k = 0; k < K; k++) bp[k * NR + j] = B[(j0 + j) * ldb + k];
+            }
+            if (bf16) {
+                uint16_t *d = (uint16_t *)Bp + st * K * NR;
+                for (int64_t i = 0; i < K * NR; i++) {
+                    uint32_t u;
+                    memcpy(&u, bp + i, sizeof u);
+                    d[i] = (uint16_t)(u >> 16);
+                }
+            }
+        }
+        free(tmp);
     }
-}
-
-void cpu_gemm_nt_packed(v3_kctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const float *Bp, float *C, int64_t ldc) {
-    gemm_prob p = make_prob(0, 1, M, N, K, 1.0f, A, lda, Bp, K, 0.0f, C, ldc);
-    p.packed = 1;
-    run_probs(ctx, &p, 1);
+    if (failed) v3k_fail(ctx, V3_ENOMEM, "cpu pack_nt: out of memory for a %lld-float strip",
+                         (long long)(K * NR));
+    return bf16;
 }

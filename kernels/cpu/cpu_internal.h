@@ -27,9 +27,8 @@ void cpu_gemm_grouped(v3_kctx *ctx, int transA, int transB, float alpha, float b
 /* Benches and tests only: 1 = use the portable micro-kernel even where AVX2 is available (both
  * give the same bits; this is how that is checked), 0 = choose by the CPU (the default). */
 void cpu_gemm_force_scalar(int on);
-void cpu_pack_nt(v3_kctx *ctx, float *Bp, const float *B, int64_t ldb, int64_t N, int64_t K);
-void cpu_gemm_nt_packed(v3_kctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const float *Bp, float *C, int64_t ldc);
+int cpu_pack_nt(v3_kctx *ctx, void *Bp, const float *B, int64_t ldb, int64_t N, int64_t K,
+                int bf16);
 
 /* cpu_norm.c */
 void cpu_rmsnorm_fwd(v3_kctx *ctx, float *out, int64_t ldo, float *rstd, const float *x,

@@ -72,9 +72,26 @@ grep -q "MTP acceptance" "$d/m2.err" || bad "no MTP acceptance in the summary: $
 cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m1.jsonl") || bad "MTP changed the greedy output"
 cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m2.jsonl") || bad "MTP drafting among 1000 ids changed the greedy output"
 gm --mtp --mtp-draft-vocab -5 >/dev/null 2>&1; [ $? -eq 2 ] || bad "--mtp-draft-vocab -5 should exit 2"
-# without the packed lm_head copy: the same greedy text
-gm --no-pack-head --out "$d/m3.jsonl" 2>/dev/null || bad "--no-pack-head failed"
-cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m3.jsonl") || bad "--no-pack-head changed the greedy output"
+# without the packed weight copies, or with fp32 copies only: the same greedy text
+gm --no-pack-weights --out "$d/m3.jsonl" 2>/dev/null || bad "--no-pack-weights failed"
+cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m3.jsonl") || bad "--no-pack-weights changed the greedy output"
+gm --no-pack-bf16 --out "$d/m4.jsonl" 2>/dev/null || bad "--no-pack-bf16 failed"
+gm --out "$d/m5.jsonl" 2>"$d/m5.err"
+grep -q "packed weights: [1-9][0-9]* copies (0 bf16)" "$d/m5.err" || bad "f32 random weights packed as bf16: $(cat "$d/m5.err")"
+cmp -s <(strip "$d/m0.jsonl") <(strip "$d/m4.jsonl") || bad "--no-pack-bf16 changed the greedy output"
+# a bf16 checkpoint: its weights are exactly bf16, so the decode copies are bf16 (half the bytes);
+# greedy text and sampled logprobs equal those with fp32 copies and with none
+"$V3TUNE" init --preset tiny --dtype bf16 --out "$d/b16" --seed 5 --force --tokenizer "$tokdir" >/dev/null \
+  || bad "init bf16"
+gb() { "$V3TUNE" generate --model "$d/b16" --threads 2 --prompts "$d/two.jsonl" --max-new-tokens 12 "$@"; }
+for t in 0 1; do
+  gb --temperature $t --out "$d/b0.jsonl" 2>"$d/b0.err" || bad "bf16 checkpoint, T=$t: generate failed"
+  grep -q "packed weights: [0-9]* copies ([1-9][0-9]* bf16)" "$d/b0.err" || bad "no bf16 copies: $(cat "$d/b0.err")"
+  gb --temperature $t --no-pack-bf16 --out "$d/b1.jsonl" 2>/dev/null || bad "bf16, T=$t, --no-pack-bf16 failed"
+  gb --temperature $t --no-pack-weights --out "$d/b2.jsonl" 2>/dev/null || bad "bf16, T=$t, --no-pack-weights failed"
+  cmp -s <(strip "$d/b0.jsonl") <(strip "$d/b1.jsonl") || bad "bf16 copies changed the output at T=$t"
+  cmp -s <(strip "$d/b0.jsonl") <(strip "$d/b2.jsonl") || bad "packed copies changed the output at T=$t"
+done
 
 # usage errors
 g --prompts "$d/p.jsonl" >/dev/null 2>&1 ; true

@@ -9,7 +9,9 @@
  *      and few running sequences give identical tokens and logprobs (batch invariance);
  *   4. prefix sharing happened (n > 1), blocks were all returned;
  *   5. MTP speculative decoding leaves greedy outputs unchanged; acceptance is reported;
- *   6. stop ids end a sample with finish "stop", the stop token included. */
+ *   6. stop ids end a sample with finish "stop", the stop token included;
+ *   7. the packed weight copies (fp32, and bf16 once the weights are bf16) give the outputs of an
+ *      engine without them, and are remade exactly when the weights change. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +157,64 @@ static void check_recompute(v3_model *m, v3_model *plain, const v3_gen_request *
     CHECK(bad_logit == 0, "%lld logits rows differ from the full forward", (long long)bad_logit);
     CHECK(worst_plain <= 1e-5, "logits vs plain forward rel err %.3e", worst_plain);
     free(tok), free(tgt), free(pos), free(ds), free(tl), free(tl1), free(lg), free(lgp);
+}
+
+/* The packed weight copies (pack_weights) follow the weights: made at the first call, not again
+ * while weights_version stays, made again after v3_model_weights_changed — as bf16 once every
+ * weight is a bf16 — and always giving what an engine without copies gives, bit for bit. */
+static void check_packed_copies(v3_model *m, const v3_gen_request *rq) {
+    v3_err err;
+    v3_kctx *c = m->ctx;
+    size_t bytes = (size_t)m->table.total * sizeof(float);
+    float *orig = malloc(bytes), *rounded = malloc(bytes);
+    if (!orig || !rounded) {
+        CHECK(0, "out of memory");
+        free(orig), free(rounded);
+        return;
+    }
+    c->be->to_host(c, orig, m->params, bytes);
+    for (int64_t i = 0; i < m->table.total; i++) { /* to the nearest bf16, ties to even */
+        uint32_t u;
+        memcpy(&u, &orig[i], sizeof u);
+        u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+        memcpy(&rounded[i], &u, sizeof u);
+    }
+    v3_engine ep, eu;
+    v3_engine_options op = v3_engine_default_options(), ou = v3_engine_default_options();
+    ou.pack_weights = 0;
+    CHECK_OK(v3_engine_init(&ep, m, &op, &err), &err);
+    CHECK_OK(v3_engine_init(&eu, m, &ou, &err), &err);
+    CHECK(ep.wp.n > 0 && eu.wp.n == 0, "packed copies: %lld with, %lld without", (long long)ep.wp.n,
+          (long long)eu.wp.n);
+    v3_gen_output *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    /* rounds: 0 the weights as loaded, 1 again unchanged, 2 rounded to bf16, 3 back as loaded */
+    static const int64_t want_packs[4] = {1, 1, 2, 3};
+    for (int round = 0; round < 4; round++) {
+        if (round == 2 || round == 3) {
+            c->be->to_device(c, m->params, round == 2 ? rounded : orig, bytes);
+            v3_model_weights_changed(m);
+        }
+        CHECK_OK(v3_engine_generate(&ep, rq, NREQ, &a, &na, &err), &err);
+        CHECK_OK(v3_engine_generate(&eu, rq, NREQ, &b, &nb, &err), &err);
+        char what[64];
+        snprintf(what, sizeof what, "packed copies, round %d", round);
+        if (na == nb) same_outputs(a, b, na, what);
+        CHECK(ep.stats.packs == want_packs[round], "round %d: packed %lld times, want %lld", round,
+              (long long)ep.stats.packs, (long long)want_packs[round]);
+        int64_t want_bf16 = round == 2 ? ep.wp.n : 0;
+        CHECK(ep.wp.n_bf16 == want_bf16, "round %d: %lld of %lld copies bf16, want %lld", round,
+              (long long)ep.wp.n_bf16, (long long)ep.wp.n, (long long)want_bf16);
+        printf("  packed copies, round %d: %lld copies (%lld bf16, %.1f MiB), packed %lld times\n", round,
+               (long long)ep.wp.n, (long long)ep.wp.n_bf16, ep.wp.bytes_read / 1048576.0,
+               (long long)ep.stats.packs);
+        v3_gen_outputs_free(a, na);
+        v3_gen_outputs_free(b, nb);
+    }
+    CHECK(c->wpacks == NULL, "the context still points at the engine's copies after generate");
+    v3_engine_free(&ep);
+    v3_engine_free(&eu);
+    free(orig), free(rounded);
 }
 
 static void run_golden(v3_kctx *ctx, const char *name, int has_mtp) {
@@ -303,6 +363,8 @@ static void run_golden(v3_kctx *ctx, const char *name, int has_mtp) {
         v3_gen_outputs_free(o1, n1);
         v3_engine_free(&e);
     }
+
+    check_packed_copies(&m, rq);
 
     /* bad input: a prompt token outside the vocabulary, a request larger than the cache */
     {

@@ -38,7 +38,7 @@ static void examples(void) {
                   "grpo_tiny rewards");
             CHECK(!o.chat && o.group_size == 8 && o.prompts_per_step == 16 && o.loss.eps_high == 0.28 &&
                       o.eval_samples == 4 && o.sched.warmup == 8 && o.adamw.beta2 == 0.99f &&
-                      o.pack_head == 1,
+                      o.pack_weights == 1,
                   "grpo_tiny values");
         } else {
             CHECK(o.n_rewards == 2 && !strcmp(o.rewards[0].builtin, "math") && !strcmp(o.rewards[1].builtin, "format"),
@@ -74,7 +74,7 @@ int main(void) {
         {"{ 'a.lua' }", "grpo.mu=0", "grpo.mu"},
         {"{ 'a.lua' }", "rollout.dynamic_max_rounds=17", "rollout.dynamic_max_rounds"},
         {"{ 'a.lua' }", "grpo.eps_low=1.5", "grpo.eps_low"},
-        {"{ 'a.lua' }", "rollout.pack_head=3", "rollout.pack_head"},
+        {"{ 'a.lua' }", "rollout.pack_weights=3", "rollout.pack_weights"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char src[512];

@@ -910,19 +910,26 @@ void cpu_gemm_grouped(v3_kctx *ctx, int transA, int transB, float alpha, float b
 
 /* ---------------------------------------------------------------- prepacked B */
 
-/* 1 when every value of B [N, K] (row stride ldb) is exactly a bf16 (its low 16 bits zero) */
+/* 1 when every value of B [N, K] (row stride ldb) is exactly a bf16 (its low 16 bits zero); stops
+ * at the first row that is not (trained weights: at once) */
 static int is_bf16_exact(v3_kctx *ctx, const float *B, int64_t ldb, int64_t N, int64_t K) {
     int bad = 0;
-#pragma omp parallel for schedule(static) num_threads(cpu_threads(ctx)) if (N * K >= (1 << 16)) \
-    reduction(| : bad)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(ctx)) if (N * K >= (1 << 16))
     for (int64_t j = 0; j < N; j++) {
+        int seen;
+#pragma omp atomic read
+        seen = bad;
+        if (seen) continue;
         uint32_t low = 0;
         for (int64_t k = 0; k < K; k++) {
             uint32_t u;
             memcpy(&u, B + j * ldb + k, sizeof u);
             low |= u & 0xFFFFu;
         }
-        bad |= low != 0;
+        if (low) {
+#pragma omp atomic write
+            bad = 1;
+        }
     }
     return !bad;
 }

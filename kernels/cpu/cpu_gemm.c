@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/dtype.h"
 #include "cpu_internal.h"
 
 /* The epilogue (alpha*acc + beta*c) must not be contracted into an FMA (it would be under
@@ -102,14 +103,6 @@ static void ukernel_scalar(int64_t kc, const float *const ar[MR], int64_t aks, c
     tkernel_scalar(MR, 1, kc, ar, aks, b, bks, 0, acc, 0, load);
 }
 
-/* the float whose high half is h (exact: a bf16-exact weight comes back bit for bit) */
-static inline float bf16_f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* tkernel_scalar over prepacked bf16 strips (bp[k][NR], strip s at b + s*ss), A rows in place */
 static void tkernel_scalar_bf16(int mr, int ns, int64_t kc, const float *const ar[MR],
                                 const uint16_t *b, int64_t ss, float *acc, int64_t accs, int load) {
@@ -121,7 +114,7 @@ static void tkernel_scalar_bf16(int mr, int ns, int64_t kc, const float *const a
         for (int64_t k = 0; k < kc; k++)
             for (int r = 0; r < mr; r++) {
                 float a = ar[r][k];
-                for (int j = 0; j < NR; j++) c[r][j] = fmaf(a, bf16_f(bs[k * NR + j]), c[r][j]);
+                for (int j = 0; j < NR; j++) c[r][j] = fmaf(a, v3_bf16_to_f32(bs[k * NR + j]), c[r][j]);
             }
         for (int r = 0; r < mr; r++) memcpy(as + r * NR, c[r], sizeof c[r]);
     }
@@ -961,11 +954,10 @@ int cpu_pack_nt(v3_kctx *ctx, void *Bp, const float *B, int64_t ldb, int64_t N, 
             else
 #endif
             {
-                if (jw < NR) memset(bp, 0, (size_t)(K * NR) * sizeof(float));
-                for (int64_t j = 0; j < jw; j++)
-                    for (int64_t k = 0; k < K; k++) bp[k * NR + j] = B[(j0 + j) * ldb + k];
+                gemm_prob q = make_prob(0, 1, 0, N, K, 1.0f, NULL, 0, B, ldb, 0.0f, NULL, 0);
+                pack_strip(&q, 0, K, j0, jw, bp, 0);
             }
-            if (bf16) {
+            if (bf16) { /* the high halves: exact, the low ones are zero */
                 uint16_t *d = (uint16_t *)Bp + st * K * NR;
                 for (int64_t i = 0; i < K * NR; i++) {
                     uint32_t u;

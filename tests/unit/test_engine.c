@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "model/checkpoint.h"
 #include "rollout/engine.h"
 #include "testutil.h"
@@ -173,12 +174,8 @@ static void check_packed_copies(v3_model *m, const v3_gen_request *rq) {
         return;
     }
     c->be->to_host(c, orig, m->params, bytes);
-    for (int64_t i = 0; i < m->table.total; i++) { /* to the nearest bf16, ties to even */
-        uint32_t u;
-        memcpy(&u, &orig[i], sizeof u);
-        u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-        memcpy(&rounded[i], &u, sizeof u);
-    }
+    for (int64_t i = 0; i < m->table.total; i++) /* to the nearest bf16, ties to even */
+        rounded[i] = v3_bf16_to_f32(v3_f32_to_bf16(orig[i]));
     v3_engine ep, eu;
     v3_engine_options op = v3_engine_default_options(), ou = v3_engine_default_options();
     ou.pack_weights = 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
@@ -18,12 +19,7 @@
 static int64_t n_cases, n_bad;
 
 static void round_bf16(float *x, int64_t n) { /* to nearest even, as checkpoints store it */
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-        memcpy(&x[i], &u, sizeof u);
-    }
+    for (int64_t i = 0; i < n; i++) x[i] = v3_bf16_to_f32(v3_f32_to_bf16(x[i]));
 }
 
 /* C = A · Bᵀ [M, N] with ctx->wpacks = {w = B, copy of `src`} (or none when src is NULL) */

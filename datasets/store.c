@@ -161,7 +161,7 @@ static int open_writer(v3_store *s, v3_err *err) {
                              "process ended without closing the run' WHERE status = 'running'",
                              err)))
         return rc;
-    if ((rc = load_counters(s, err))) return rc;
+    if ((rc = load_counters(s, err)) || (rc = v3_store__ckpt_start(s, err))) return rc;
     return v3_store__writer_start(s, err);
 }
 
@@ -205,10 +205,13 @@ int v3_store_open_opts(v3_store **out, const char *path, int flags, const v3_sto
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_done, NULL);
+    pthread_cond_init(&s->cv_ck, NULL);
     if (opts) s->opts = *opts;
     if (s->opts.queue_max_bytes <= 0) s->opts.queue_max_bytes = (int64_t)512 << 20;
     if (s->opts.txn_max_bytes <= 0) s->opts.txn_max_bytes = (int64_t)64 << 20;
-    if (s->opts.page_size <= 0) s->opts.page_size = 32768;
+    if (s->opts.page_size <= 0) s->opts.page_size = 65536;
+    if (s->opts.wal_checkpoint_bytes <= 0) s->opts.wal_checkpoint_bytes = (int64_t)32 << 20;
+    if (s->opts.wal_max_bytes <= 0) s->opts.wal_max_bytes = (int64_t)256 << 20;
     if (s->opts.page_size < 512 || s->opts.page_size > 65536 ||
         (s->opts.page_size & (s->opts.page_size - 1))) {
         rc = v3_errf(err, V3_EINVAL, "%s: page size %d is not a power of two in 512..65536", path,
@@ -255,6 +258,7 @@ int v3_store_close(v3_store *s, v3_err *err) {
             b = next;
         }
     }
+    v3_store__ckpt_stop(s); /* after the writer: it may wait for a round until it stops */
     if (s->db && sqlite3_close(s->db) != SQLITE_OK && !rc)
         rc = v3_store__sqlerr(err, s->db, s->path, "closing");
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the writer flock */
@@ -264,6 +268,7 @@ int v3_store_close(v3_store *s, v3_err *err) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_done);
+    pthread_cond_destroy(&s->cv_ck);
     s->magic = V3_STORE_DEAD;
     free(s);
     return rc;

@@ -43,7 +43,11 @@ typedef struct v3_store_batch v3_store_batch;
 typedef struct v3_store_opts {
     int64_t queue_max_bytes; /* submit blocks while this much is queued [512 MiB] */
     int64_t txn_max_bytes;   /* the writer commits once a transaction holds this much [64 MiB] */
-    int page_size;           /* page size of a new file, power of two 512..65536 [32768] */
+    int page_size;           /* page size of a new file, power of two 512..65536 [65536] */
+    /* A checkpointer thread copies the WAL into the database file (store_ckpt.c). */
+    int64_t wal_checkpoint_bytes; /* it is asked to run once the WAL holds this much [32 MiB] */
+    int64_t wal_max_bytes;        /* past this the writer waits for it, so the WAL restarts
+                                     instead of growing with the run [256 MiB] */
 } v3_store_opts;
 
 /* ---- open / close ---- */

@@ -133,11 +133,21 @@ struct v3_store {
     int64_t queued_bytes;
     uint64_t next_seq, committed_seq;
     int stop;
-    v3_err werr; /* first writer failure (code 0 = none); sticky */
+    v3_err werr; /* first writer or checkpointer failure (code 0 = none); sticky */
+    pthread_cond_t cv_ck;        /* a checkpoint round was asked for or finished, or ck_stop */
+    uint64_t ck_wanted, ck_done; /* checkpoint rounds asked for / the last one finished */
+    int ck_stop;
 
     /* writer-thread only */
     sqlite3_stmt *st[V3_ST_COUNT];
     double last_heartbeat;
+    int wal_frames; /* frames in the WAL after the last commit (its WAL hook) */
+    int page_bytes; /* the file's page size */
+
+    /* the checkpointer (store_ckpt.c): its own connection and thread */
+    sqlite3 *ck_db;
+    pthread_t ck_thread;
+    int have_ck_thread;
 };
 
 /* ---- store_schema.c ---- */
@@ -193,5 +203,17 @@ int v3_store__writer_start(v3_store *s, v3_err *err);
 void v3_store__writer_stop(v3_store *s);
 int v3_store__enqueue(v3_store *s, v3_store_batch *b, uint64_t *seq, v3_err *err);
 int v3_store__wait(v3_store *s, uint64_t seq, v3_err *err);
+
+/* ---- store_ckpt.c ---- */
+/* Opens the checkpointer's connection, takes over the writer connection's WAL hook (no automatic
+ * checkpoints), starts the thread. Before the writer thread starts. */
+int v3_store__ckpt_start(v3_store *s, v3_err *err);
+/* After the writer thread stopped: stops the thread, closes its connection. Idempotent. */
+void v3_store__ckpt_stop(v3_store *s);
+/* Writer thread, after each commit: asks for a checkpoint once the WAL is large, and waits for
+ * one when it is very large (so the WAL restarts). */
+void v3_store__ckpt_after_commit(v3_store *s);
+/* Writer thread: waits for a checkpoint round that began after this call (it fsyncs the WAL). */
+void v3_store__ckpt_sync(v3_store *s);
 
 #endif

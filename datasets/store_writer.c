@@ -86,26 +86,85 @@ static int bind_blob(sqlite3_stmt *st, int i, const v3_store_batch *b, v3_span s
     return sqlite3_bind_blob64(st, i, b->data + sp.off, (sqlite3_uint64)sp.len, SQLITE_STATIC);
 }
 
-/* Runs a bound statement that returns no rows and makes it reusable. */
-static int run_stmt(v3_store *s, sqlite3_stmt *st, int bind_rc, const char *what, v3_err *err) {
-    if (bind_rc != SQLITE_OK) {
-        sqlite3_reset(st);
-        return v3_store__sqlerr(err, s->db, s->path, what);
+/* What a record's statement was doing, for its error message (built only on failure: formatting
+ * it for every row cost more than binding the row). */
+static void describe_rec(const v3_rec *r, char *buf, size_t n) {
+    switch (r->type) {
+    case V3_REC_RUN_BEGIN:
+        snprintf(buf, n, "inserting run %lld", (long long)r->u.run.id);
+        break;
+    case V3_REC_RUN_END:
+        snprintf(buf, n, "ending run %lld", (long long)r->u.run_end.id);
+        break;
+    case V3_REC_STEP:
+        snprintf(buf, n, "inserting step %lld", (long long)r->u.step.step);
+        break;
+    case V3_REC_METRIC:
+        snprintf(buf, n, "inserting a metric of step %lld", (long long)r->u.metric.step);
+        break;
+    case V3_REC_EVAL:
+        snprintf(buf, n, "inserting an eval of step %lld", (long long)r->u.eval.step);
+        break;
+    case V3_REC_EXPERT_LOAD:
+        snprintf(buf, n, "inserting expert load of step %lld layer %d", (long long)r->u.load.step, r->u.load.layer);
+        break;
+    case V3_REC_PROMPT:
+        snprintf(buf, n, "inserting prompt %lld", (long long)r->u.prompt.id);
+        break;
+    case V3_REC_SAMPLE:
+        snprintf(buf, n, "inserting sample %lld", (long long)r->u.sample.id);
+        break;
+    case V3_REC_SAMPLE_UPDATE:
+        snprintf(buf, n, "updating sample %lld", (long long)r->u.upd.id);
+        break;
+    case V3_REC_REWARD:
+        snprintf(buf, n, "inserting a reward of sample %lld", (long long)r->u.reward.sample_id);
+        break;
+    case V3_REC_TRACE:
+        snprintf(buf, n, "inserting trace %lld", (long long)r->u.trace.id);
+        break;
+    case V3_REC_VERDICT:
+        snprintf(buf, n, "inserting a verdict of trace %lld", (long long)r->u.verdict.trace_id);
+        break;
+    case V3_REC_TRACE_UPDATE:
+        snprintf(buf, n, "updating trace %lld", (long long)r->u.trace_upd.id);
+        break;
+    case V3_REC_SELECTION:
+        snprintf(buf, n, "inserting selection %lld", (long long)r->u.selection.id);
+        break;
+    case V3_REC_SELECTED:
+        snprintf(buf, n, "selecting trace %lld in selection %lld", (long long)r->u.selected.trace_id, (long long)r->u.selected.selection_id);
+        break;
+    case V3_REC_CHECKPOINT:
+        snprintf(buf, n, "registering checkpoint of step %lld", (long long)r->u.ckpt.step);
+        break;
+    default:
+        snprintf(buf, n, "writing a record of type %d", r->type);
     }
-    int rc = v3_store__step(st);
-    if (rc != SQLITE_DONE) {
-        v3_store__sqlerr(err, s->db, s->path, what);
+}
+
+/* Runs a bound statement that returns no rows and makes it reusable. The error names `what`, or
+ * else the record r. */
+static int run_stmt(v3_store *s, sqlite3_stmt *st, int bind_rc, const char *what, const v3_rec *r,
+                    v3_err *err) {
+    int rc = bind_rc != SQLITE_OK ? bind_rc : v3_store__step(st);
+    if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
-        return err ? err->code : V3_EIO;
+        return V3_OK;
     }
+    char buf[96];
+    if (!what) {
+        describe_rec(r, buf, sizeof buf);
+        what = buf;
+    }
+    v3_store__sqlerr(err, s->db, s->path, what);
     sqlite3_reset(st);
-    return V3_OK;
+    return err ? err->code : V3_EIO;
 }
 
 static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_err *err) {
     sqlite3_stmt *st;
     int k = SQLITE_OK;
-    char what[96];
     switch (r->type) {
     case V3_REC_RUN_BEGIN:
         st = s->st[V3_ST_RUN];
@@ -118,16 +177,14 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_i64(st, 7, r->u.run.pid);
         k |= bind_real(st, 8, r->time);
         k |= bind_i64_or_null(st, 9, r->u.run.resumed_from, r->u.run.resumed_from > 0);
-        snprintf(what, sizeof what, "inserting run %lld", (long long)r->u.run.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_RUN_END:
         st = s->st[V3_ST_RUN_END];
         k |= bind_i64(st, 1, r->u.run_end.id);
         k |= bind_text(st, 2, b, r->u.run_end.status);
         k |= bind_text(st, 3, b, r->u.run_end.message);
         k |= bind_real(st, 4, r->time);
-        snprintf(what, sizeof what, "ending run %lld", (long long)r->u.run_end.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_STEP:
         st = s->st[V3_ST_STEP];
         k |= bind_i64(st, 1, r->run_id);
@@ -138,16 +195,14 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_real(st, 6, r->u.step.grad_norm);
         k |= bind_i64_or_null(st, 7, r->u.step.tokens, r->u.step.tokens >= 0);
         k |= bind_real(st, 8, r->u.step.step_time_s);
-        snprintf(what, sizeof what, "inserting step %lld", (long long)r->u.step.step);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_METRIC:
         st = s->st[V3_ST_METRIC];
         k |= bind_i64(st, 1, r->run_id);
         k |= bind_text(st, 2, b, r->u.metric.name);
         k |= bind_i64(st, 3, r->u.metric.step);
         k |= bind_real(st, 4, r->u.metric.value);
-        snprintf(what, sizeof what, "inserting a metric of step %lld", (long long)r->u.metric.step);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_EVAL:
         st = s->st[V3_ST_EVAL];
         k |= bind_i64(st, 1, r->run_id);
@@ -157,12 +212,9 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_i64_or_null(st, 5, r->u.eval.n_examples, r->u.eval.n_examples >= 0);
         k |= bind_text(st, 6, b, r->u.eval.extra);
         k |= bind_real(st, 7, r->time);
-        snprintf(what, sizeof what, "inserting an eval of step %lld", (long long)r->u.eval.step);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_EXPERT_LOAD: {
         st = s->st[V3_ST_LOAD];
-        snprintf(what, sizeof what, "inserting expert load of step %lld layer %d",
-                 (long long)r->u.load.step, r->u.load.layer);
         const uint8_t *p = v3_span_ptr(b, r->u.load.counts);
         for (int e = 0; e < r->u.load.n_expert; e++) {
             int64_t c;
@@ -172,7 +224,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
             k |= bind_i64(st, 3, r->u.load.layer);
             k |= bind_i64(st, 4, e);
             k |= bind_i64(st, 5, c);
-            int rc = run_stmt(s, st, k, what, err);
+            int rc = run_stmt(s, st, k, NULL, r, err);
             if (rc) return rc;
         }
         return V3_OK;
@@ -187,8 +239,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_text(st, 6, b, r->u.prompt.file);
         k |= bind_i64_or_null(st, 7, r->u.prompt.line, r->u.prompt.line > 0);
         k |= bind_real(st, 8, r->time);
-        snprintf(what, sizeof what, "inserting prompt %lld", (long long)r->u.prompt.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_SAMPLE:
         st = s->st[V3_ST_SAMPLE];
         k |= bind_i64(st, 1, r->u.sample.id);
@@ -210,8 +261,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_blob(st, 17, b, r->u.sample.logprobs);
         k |= bind_blob(st, 18, b, r->u.sample.trainer_logprobs);
         k |= bind_blob(st, 19, b, r->u.sample.ref_logprobs);
-        snprintf(what, sizeof what, "inserting sample %lld", (long long)r->u.sample.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_SAMPLE_UPDATE:
         st = s->st[V3_ST_SAMPLE_UPDATE];
         k |= bind_i64(st, 1, r->u.upd.id);
@@ -219,8 +269,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_real(st, 3, r->u.upd.advantage);
         k |= bind_blob(st, 4, b, r->u.upd.trainer_logprobs);
         k |= bind_blob(st, 5, b, r->u.upd.ref_logprobs);
-        snprintf(what, sizeof what, "updating sample %lld", (long long)r->u.upd.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_REWARD:
         st = s->st[V3_ST_REWARD];
         k |= bind_i64(st, 1, r->u.reward.sample_id);
@@ -231,9 +280,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_text(st, 6, b, r->u.reward.extra);
         k |= bind_text(st, 7, b, r->u.reward.hash);
         k |= bind_real(st, 8, r->u.reward.elapsed_ms);
-        snprintf(what, sizeof what, "inserting a reward of sample %lld",
-                 (long long)r->u.reward.sample_id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_TRACE:
         st = s->st[V3_ST_TRACE];
         k |= bind_i64(st, 1, r->u.trace.id);
@@ -248,8 +295,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_real(st, 10, r->time);
         k |= bind_i64_or_null(st, 11, r->u.trace.key, r->u.trace.key != 0);
         k |= bind_i64(st, 12, r->u.trace.truncated);
-        snprintf(what, sizeof what, "inserting trace %lld", (long long)r->u.trace.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_VERDICT:
         st = s->st[V3_ST_VERDICT];
         k |= bind_i64(st, 1, r->u.verdict.trace_id);
@@ -263,16 +309,13 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_text(st, 9, b, r->u.verdict.extra);
         k |= bind_text(st, 10, b, r->u.verdict.hash);
         k |= bind_real(st, 11, r->u.verdict.elapsed_ms);
-        snprintf(what, sizeof what, "inserting a verdict of trace %lld",
-                 (long long)r->u.verdict.trace_id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_TRACE_UPDATE:
         st = s->st[V3_ST_TRACE_UPDATE];
         k |= bind_i64(st, 1, r->u.trace_upd.id);
         k |= bind_i64_or_null(st, 2, r->u.trace_upd.accepted > 0, r->u.trace_upd.accepted >= 0);
         k |= bind_text(st, 3, b, r->u.trace_upd.filters);
-        snprintf(what, sizeof what, "updating trace %lld", (long long)r->u.trace_upd.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_SELECTION:
         st = s->st[V3_ST_SELECTION];
         k |= bind_i64(st, 1, r->u.selection.id);
@@ -283,8 +326,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_i64(st, 6, r->u.selection.n_traces);
         k |= bind_i64(st, 7, r->u.selection.n_kept);
         k |= bind_real(st, 8, r->time);
-        snprintf(what, sizeof what, "inserting selection %lld", (long long)r->u.selection.id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_SELECTED:
         st = s->st[V3_ST_SELECTED];
         k |= bind_i64(st, 1, r->u.selected.selection_id);
@@ -293,9 +335,7 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_text(st, 4, b, r->u.selected.rejected_by);
         k |= bind_i64_or_null(st, 5, r->u.selected.tokens, r->u.selected.tokens >= 0);
         k |= bind_text(st, 6, b, r->u.selected.detail);
-        snprintf(what, sizeof what, "selecting trace %lld in selection %lld",
-                 (long long)r->u.selected.trace_id, (long long)r->u.selected.selection_id);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     case V3_REC_CHECKPOINT:
         st = s->st[V3_ST_CKPT];
         k |= bind_i64(st, 1, r->run_id);
@@ -304,21 +344,20 @@ static int write_rec(v3_store *s, const v3_store_batch *b, const v3_rec *r, v3_e
         k |= bind_i64_or_null(st, 4, r->u.ckpt.bytes, r->u.ckpt.bytes >= 0);
         k |= bind_text(st, 5, b, r->u.ckpt.hash);
         k |= bind_real(st, 6, r->time);
-        snprintf(what, sizeof what, "registering checkpoint of step %lld", (long long)r->u.ckpt.step);
-        return run_stmt(s, st, k, what, err);
+        return run_stmt(s, st, k, NULL, r, err);
     default:
         return v3_errf(err, V3_EINVAL, "%s: unknown record type %d", s->path, r->type);
     }
 }
 
 static int exec_stmt(v3_store *s, int id, v3_err *err) {
-    return run_stmt(s, s->st[id], SQLITE_OK, stmt_sql[id], err);
+    return run_stmt(s, s->st[id], SQLITE_OK, stmt_sql[id], NULL, err);
 }
 
 static int add_samples(v3_store *s, int64_t run_id, int64_t n, v3_err *err) {
     sqlite3_stmt *st = s->st[V3_ST_NSAMP];
     int k = bind_i64(st, 1, run_id) | bind_i64(st, 2, n);
-    return run_stmt(s, st, k, "counting the run's samples", err);
+    return run_stmt(s, st, k, "counting the run's samples", NULL, err);
 }
 
 /* Writes a chain of batches in one transaction. run_id: the current run for the heartbeat. */
@@ -350,15 +389,13 @@ static int commit_chain(v3_store *s, v3_store_batch *chain, int durable, int64_t
     if (run_id > 0 && (durable || now - s->last_heartbeat >= V3_HEARTBEAT_S)) {
         sqlite3_stmt *st = s->st[V3_ST_HEARTBEAT];
         int k = bind_i64(st, 1, run_id) | bind_real(st, 2, now);
-        if ((rc = run_stmt(s, st, k, "updating the run heartbeat", err))) goto done;
+        if ((rc = run_stmt(s, st, k, "updating the run heartbeat", NULL, err))) goto done;
         s->last_heartbeat = now;
     }
     if ((rc = exec_stmt(s, V3_ST_COMMIT, err))) goto done;
     in_txn = 0;
-    if (durable && run_id <= 0) {
-        /* No run row to touch: a checkpoint syncs the WAL before copying it into the db file. */
-        if ((rc = v3_store__exec(s->db, s->path, "PRAGMA wal_checkpoint(PASSIVE)", err))) goto done;
-    }
+    /* No run row to touch: a checkpoint syncs the WAL before copying it into the db file. */
+    if (durable && run_id <= 0) v3_store__ckpt_sync(s);
 done:
     if (in_txn) { /* its result is moot: SQLite may already have rolled back (e.g. disk full) */
         sqlite3_step(s->st[V3_ST_ROLLBACK]);
@@ -393,6 +430,7 @@ static void *writer_main(void *arg) {
 
         v3_err e = {0};
         int rc = failed ? V3_OK : commit_chain(s, chain, durable, run_id, &e);
+        if (!rc && !failed) v3_store__ckpt_after_commit(s);
 
         pthread_mutex_lock(&s->mu);
         if (rc && !s->werr.code) s->werr = e;

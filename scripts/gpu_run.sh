@@ -7,12 +7,14 @@
 #   kernels  bench_gpu_ops and bench/gpu_ops_torch.py on one medium layer at 4096 tokens
 #   sft      bench_model --device cuda --adamw against bench/sft_hf_gpu.py (bf16, then fp32),
 #            then bench_model --profile (our step's time per op; V3_GPU_PROFILE=0 skips it)
+#   store    bench_store insert (no GPU: the run store's insert rate on this machine's disk and
+#            cores, which CI's 2-core VM cannot show; about 30 s)
 #   all      all of the above
 #
-#   bash scripts/gpu_run.sh [build] [test] [kernels] [sft] | all          (default: all)
+#   bash scripts/gpu_run.sh [build] [test] [kernels] [sft] [store] | all  (default: all)
 #
-# Files in $OUT (at most 7): build.log, test.log, kernels.jsonl, kernels.log, sft.jsonl, sft.log,
-# summary.md (bench/gpu_summary.py: tables, MFU, stage times; printed last).
+# Files in $OUT (at most 8): build.log, test.log, kernels.jsonl, kernels.log, sft.jsonl, sft.log,
+# store.log, summary.md (bench/gpu_summary.py: tables, MFU, stage times; printed last).
 # Environment: OUT (default out/gpu), V3_GPU_BUILD (build-gpu), V3_GPU_DEPS_PREFIX (/opt/v3deps:
 # never / itself, which the device notes warn can break), V3_GPU_CUDA (ON), V3_GPU_TARGETS ("all"
 # builds everything), V3_GPU_PRESET (medium), V3_GPU_SEQ (4096), V3_GPU_STEPS (3),
@@ -65,12 +67,12 @@ want() { # want STAGE: was it asked for?
   return 1
 }
 for s in "${stages[@]}"; do
-  case $s in build | test | kernels | sft | all) ;; *) echo "gpu_run: unknown stage '$s' (build test kernels sft all)" >&2; exit 2 ;; esac
+  case $s in build | test | kernels | sft | store | all) ;; *) echo "gpu_run: unknown stage '$s' (build test kernels sft store all)" >&2; exit 2 ;; esac
 done
 
 mkdir -p "$out" "$build"
 out=$(cd "$out" && pwd)
-(cd "$out" && rm -f build.log test.log kernels.jsonl kernels.log sft.jsonl sft.log summary.md)
+(cd "$out" && rm -f build.log test.log kernels.jsonl kernels.log sft.jsonl sft.log store.log summary.md)
 build_only=1
 for s in "${stages[@]}"; do [ "$s" = build ] || build_only=0; done
 state="$build/gpu-run" # this call's stage times and environment, read by the summary
@@ -180,6 +182,7 @@ targets() {
     for f in tests/unit/test_gpu_*.c; do [ -e "$f" ] && t+=("$(basename "$f" .c)"); done
   fi
   if { want kernels || [ $build_only = 1 ]; } && [ "$cuda" = ON ]; then t+=(bench_gpu_ops); fi
+  if want store || [ $build_only = 1 ]; then t+=(bench_store); fi
   # bench_model also writes the preset's config.json that every Python side reads
   t+=(bench_model)
   echo "${t[@]}"
@@ -313,6 +316,27 @@ do_sft() {
   stage_done sft "$([ $rc -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - t0))
 }
 
+# ---- store (CPU and disk only) ----
+do_store() {
+  local log="$out/store.log" t0=$SECONDS rc=0 n=${V3_GPU_STORE_SAMPLES:-200000} d dirs=("$build")
+  [ "$dry" = 1 ] && n=2000
+  [ -d /dev/shm ] && dirs+=(/dev/shm)
+  {
+    echo "# $(date -u '+%F %T UTC') store: $n samples of 1024 tokens, $(nproc) cores"
+    df -h "$build" /dev/shm 2>/dev/null
+    lsblk -d -o NAME,ROTA,MODEL,SIZE 2>/dev/null
+  } > "$log"
+  for d in "${dirs[@]}"; do
+    for p in 65536 32768; do
+      echo "== $d, page $p" >> "$log"
+      withdeps timeout "$(tl 120)" "$build/bench/bench_store" insert --dir "$d" --samples "$n" \
+        --tokens 1024 --page-size "$p" >> "$log" 2>&1 || { rc=1; echo "bench_store exited $?" >> "$log"; }
+    done
+  done
+  grep -E '^==|committed|closed' "$log"
+  stage_done store "$([ $rc -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - t0))
+}
+
 write_summary() {
   [ -f "$config" ] || write_config > /dev/null 2>&1 || return 0
   "$py" bench/gpu_summary.py --config "$config" --kernels "$out/kernels.jsonl" --sft "$out/sft.jsonl" \
@@ -325,6 +349,7 @@ do_build
 want test && do_test
 want kernels && do_kernels
 want sft && do_sft
+want store && do_store
 
 echo
 [ -f "$out/summary.md" ] && cat "$out/summary.md"

@@ -169,7 +169,9 @@ int main(void) {
     close(out[1]);
 
     /* the writer: its run is resumed (a new run row), samples of 256..1024 tokens */
-    CHECK_OK(v3_store_open(&s, path, V3_STORE_WRITE, &err), &err);
+    /* small WAL thresholds: the checkpointer runs every few commits, under the readers */
+    v3_store_opts o = {.wal_checkpoint_bytes = 256 << 10, .wal_max_bytes = 1 << 20};
+    CHECK_OK(v3_store_open_opts(&s, path, V3_STORE_WRITE, &o, &err), &err);
     if (!s) return t_finish("test_store_concurrency");
     CHECK_OK(v3_store_run_begin(s, &(v3_store_run_info){.command = "grpo", .resumed_from = run},
                                 &run, &err), &err);

@@ -30,7 +30,9 @@ static void child_write(const char *path, int64_t base, uint64_t seed, int fd) {
     v3_store *s = NULL;
     v3_rng rng;
     v3_rng_seed(&rng, seed);
-    if (v3_store_open(&s, path, V3_STORE_WRITE | V3_STORE_CREATE, &err)) goto fail;
+    /* small WAL thresholds: checkpoints run (and get killed) all the time, not once per 32 MiB */
+    v3_store_opts o = {.wal_checkpoint_bytes = 64 << 10, .wal_max_bytes = 512 << 10};
+    if (v3_store_open_opts(&s, path, V3_STORE_WRITE | V3_STORE_CREATE, &o, &err)) goto fail;
     int64_t run = 0, pid = 0;
     if (v3_store_run_begin(s, &(v3_store_run_info){.command = "crash-test"}, &run, &err)) goto fail;
     enum { RING = 4096 };

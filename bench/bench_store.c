@@ -1,6 +1,6 @@
 /* bench_store.c — run store benchmarks, plus the small fixture the CLI tests read.
  *
- *   bench_store insert [--dir D] [--samples N] [--tokens T] [--batch B] [--page-size P]
+ *   bench_store insert [--dir D | --db FILE] [--samples N] [--tokens T] [--batch B] [--page-size P]
  *       sustained insert rate of GRPO-sized samples: T-token completions (text of ~4 bytes per
  *       token, uint32 ids, float32 sampler logprobs) plus two reward rows each, submitted in
  *       batches of B (one GRPO step's worth) as the trainer would. Reports how long submit
@@ -91,7 +91,10 @@ static int bench_insert(int argc, char **argv) {
     int B = atoi(arg(argc, argv, "--batch", "1024"));
     int page = atoi(arg(argc, argv, "--page-size", "0"));
     char path[4096];
-    snprintf(path, sizeof path, "%s/bench_store_insert.%d.db", dir, (int)getpid());
+    /* --db: append a run to an existing store (kept), e.g. one grown by `query` to millions of rows */
+    const char *db = arg(argc, argv, "--db", NULL);
+    if (db) snprintf(path, sizeof path, "%s", db);
+    else snprintf(path, sizeof path, "%s/bench_store_insert.%d.db", dir, (int)getpid());
     v3_err err = {0};
     v3_store *s = NULL;
     int rc = 1;
@@ -108,7 +111,9 @@ static int bench_insert(int argc, char **argv) {
     for (int i = 5; i < 4 * T; i += 6) text[i] = ' ';
     text[4 * T] = 0;
     v3_store_opts o = {.page_size = page};
+    double t_open = now_s();
     if (v3_store_open_opts(&s, path, V3_STORE_WRITE | V3_STORE_CREATE, &o, &err)) DIE("%s", err.msg);
+    t_open = now_s() - t_open;
     int64_t run = 0;
     if (v3_store_run_begin(s, &(v3_store_run_info){.command = "bench"}, &run, &err)) DIE("%s", err.msg);
     double t0 = now_s(), blocked = 0;
@@ -132,6 +137,7 @@ static int bench_insert(int argc, char **argv) {
     int64_t wal_bytes = file_size(wal);
     printf("insert: %lld samples x %d tokens (text %d B + ids %d B + logprobs %d B), batch %d, "
            "page %d\n", (long long)N, T, 4 * T, 4 * T, 4 * T, B, page ? page : 65536);
+    printf("  open (and any schema upgrade of --db): %.2f s\n", t_open);
     printf("  submit (caller side, incl. copying into batches): %.2f s, %.0f samples/s; blocked "
            "in submit by back-pressure %.2f s\n", t_submit, N / t_submit, blocked);
     printf("  committed (durable flush): %.2f s -> %.0f samples/s, %.0f MB/s of payload\n", t_commit,
@@ -148,11 +154,13 @@ static int bench_insert(int argc, char **argv) {
     rc = 0;
 done:
     if (v3_store_close(s, &err)) fprintf(stderr, "%s\n", err.msg);
-    if (!getenv("BENCH_KEEP")) {
+    if (!db && !getenv("BENCH_KEEP")) {
         unlink(path);
         snprintf(wal, sizeof wal, "%s-wal", path);
         unlink(wal);
         snprintf(wal, sizeof wal, "%s-shm", path);
+        unlink(wal);
+        snprintf(wal, sizeof wal, "%s-lock", path);
         unlink(wal);
     }
     free(ids);

@@ -26,7 +26,7 @@
 
 #include "common/err.h"
 
-#define V3_STORE_SCHEMA_VERSION 2
+#define V3_STORE_SCHEMA_VERSION 3
 #define V3_STORE_APPLICATION_ID 0x76337475 /* "v3tu": PRAGMA application_id of every run.db */
 
 /* open flags: none = read-only */

@@ -196,6 +196,19 @@ int v3_store__check_reader(const v3_store *s, v3_err *err);
 double v3_store__col_real(sqlite3_stmt *st, int i);      /* NULL -> NAN */
 const char *v3_store__col_text(sqlite3_stmt *st, int i);
 char *v3_store__dup_col(sqlite3_stmt *st, int i);        /* malloc'd copy, NULL for NULL */
+int v3_store__prepare(v3_store *s, const char *sql, sqlite3_stmt **st, v3_err *err);
+
+/* FROM clause of every sample query; --where text may name s.* and p.* */
+#define V3_STORE_SAMPLE_FROM " FROM samples s LEFT JOIN prompts p ON p.id = s.prompt_id WHERE 1"
+
+/* ---- store_topk.c ---- */
+#define V3_STORE_TOPK_MAX 100000 /* larger limits are left to SQLite's sort */
+/* The ids of q's reward order (best or worst; q->limit in 1..V3_STORE_TOPK_MAX) over q's run, or
+ * every run, in that order, meeting q's reward bounds and q->where (already checked by the
+ * caller): *ids (malloc'd, caller frees), *n <= q->limit. Runs inside the caller's read
+ * transaction. */
+int v3_store__topk_ids(v3_store *s, const v3_store_sample_query *q, int64_t **ids, int64_t *n,
+                       v3_err *err);
 
 /* ---- store_writer.c ---- */
 int v3_store__writer_start(v3_store *s, v3_err *err);

@@ -1,8 +1,8 @@
 /* store_query.c — the read side for the CLI and tools: run summaries and filtered sample listings.
  * Each call reads inside one read transaction, so everything it reports comes from a single
  * snapshot even while a writer commits (WAL: the reader never blocks it, nor it the reader).
- * Queries rely on the indices of the schema: samples(run_id, step), samples(prompt_id),
- * samples(reward), the primary keys of steps and rewards. */
+ * Queries rely on the indices of the schema: samples(run_id, step, reward), samples(prompt_id),
+ * the primary keys of steps and rewards. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,7 @@ char *v3_store__dup_col(sqlite3_stmt *st, int i) {
     return t ? strdup(t) : NULL;
 }
 
-static int prepare(v3_store *s, const char *sql, sqlite3_stmt **st, v3_err *err) {
+int v3_store__prepare(v3_store *s, const char *sql, sqlite3_stmt **st, v3_err *err) {
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
         return v3_store__sqlerr(err, s->db, s->path, "preparing a query");
     return V3_OK;
@@ -58,11 +58,11 @@ int v3_store_list_runs(v3_store *s, int (*cb)(void *ud, const v3_store_run_summa
     if (rc) return rc;
     if ((rc = begin_read(s, err))) goto done;
     in_txn = 1;
-    if ((rc = prepare(s, "SELECT id, resumed_from, command, status, git_rev, message, started_at, "
+    if ((rc = v3_store__prepare(s, "SELECT id, resumed_from, command, status, git_rev, message, started_at, "
                          "ended_at, heartbeat_at, n_samples FROM runs ORDER BY id", &runs, err)))
         goto done;
     for (int i = 0; i < Q_COUNT; i++)
-        if ((rc = prepare(s, sql[i], &q[i], err))) goto done;
+        if ((rc = v3_store__prepare(s, sql[i], &q[i], err))) goto done;
     while ((k = v3_store__step(runs)) == SQLITE_ROW) {
         v3_store_run_summary r = {0};
         r.id = sqlite3_column_int64(runs, 0);
@@ -172,64 +172,10 @@ static int32_t blob_elems(sqlite3_stmt *st, int i, const uint8_t **p) {
     return n / 4;
 }
 
-int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
-                           int (*cb)(void *ud, const v3_store_sample_row *row), void *ud,
-                           v3_err *err) {
-    sqlite3_stmt *st = NULL, *rw = NULL;
-    reward_buf rb = {0};
-    char *sql = NULL;
-    int rc = v3_store__check_reader(s, err), in_txn = 0, k;
-    if (rc) return rc;
-    size_t cap = 2048 + (q->where ? strlen(q->where) : 0);
-    if (!(sql = malloc(cap))) return v3_errf(err, V3_ENOMEM, "%s: out of memory", s->path);
-    int n = snprintf(sql, cap,
-                     "SELECT s.id, s.run_id, s.step, s.prompt_id, s.group_id, s.group_index, "
-                     "s.reward, s.advantage, s.finish_reason, s.prompt_tokens, s.completion_tokens, "
-                     "s.policy_version, s.seed, s.completion, s.token_ids, s.logprobs, "
-                     "s.trainer_logprobs, s.ref_logprobs, p.text, p.messages, p.fields "
-                     "FROM samples s LEFT JOIN prompts p ON p.id = s.prompt_id WHERE 1");
-    if (q->run_id > 0) n += snprintf(sql + n, cap - n, " AND s.run_id = ?1");
-    /* The step index leads with run_id; naming every run lets SQLite use it for a step filter
-     * without --run (a rowid scan of 10M rows took a second where this takes milliseconds). */
-    else if (q->step >= 0) n += snprintf(sql + n, cap - n, " AND s.run_id IN (SELECT id FROM runs)");
-    if (q->step >= 0) n += snprintf(sql + n, cap - n, " AND s.step = ?2");
-    if (q->prompt_id >= 0) n += snprintf(sql + n, cap - n, " AND s.prompt_id = ?3");
-    if (!isnan(q->min_reward)) n += snprintf(sql + n, cap - n, " AND s.reward >= ?4");
-    if (!isnan(q->max_reward)) n += snprintf(sql + n, cap - n, " AND s.reward <= ?5");
-    if (q->where && q->where[0]) n += snprintf(sql + n, cap - n, " AND (%s)", q->where);
-    switch (q->order) {
-    case V3_STORE_ORDER_BEST:
-        n += snprintf(sql + n, cap - n, " AND s.reward IS NOT NULL ORDER BY s.reward DESC, s.id DESC");
-        break;
-    case V3_STORE_ORDER_WORST:
-        n += snprintf(sql + n, cap - n, " AND s.reward IS NOT NULL ORDER BY s.reward ASC, s.id ASC");
-        break;
-    case V3_STORE_ORDER_RECENT: n += snprintf(sql + n, cap - n, " ORDER BY s.id DESC"); break;
-    default: n += snprintf(sql + n, cap - n, " ORDER BY s.id"); break;
-    }
-    if (q->limit > 0) snprintf(sql + n, cap - n, " LIMIT ?6");
-    const char *tail = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, &tail) != SQLITE_OK) {
-        rc = v3_store__sqlerr(err, s->db, s->path, "the sample query (check --where)");
-        if (q->where && q->where[0] && err) rc = err->code = V3_EUSAGE; /* most likely the user's SQL */
-        goto done;
-    }
-    if (tail && tail[strspn(tail, " \t\r\n;")]) {
-        rc = v3_errf(err, V3_EUSAGE, "%s: --where must be one condition, not several statements",
-                     s->path);
-        goto done;
-    }
-    if (q->run_id > 0) sqlite3_bind_int64(st, 1, q->run_id);
-    if (q->step >= 0) sqlite3_bind_int64(st, 2, q->step);
-    if (q->prompt_id >= 0) sqlite3_bind_int64(st, 3, q->prompt_id);
-    if (!isnan(q->min_reward)) sqlite3_bind_double(st, 4, q->min_reward);
-    if (!isnan(q->max_reward)) sqlite3_bind_double(st, 5, q->max_reward);
-    if (q->limit > 0) sqlite3_bind_int64(st, 6, q->limit);
-    if ((rc = prepare(s, "SELECT name, score, weight, error, extra, script_hash, elapsed_ms "
-                         "FROM rewards WHERE sample_id = ?1 ORDER BY name", &rw, err)))
-        goto done;
-    if ((rc = begin_read(s, err))) goto done;
-    in_txn = 1;
+/* Calls cb for every row of st (the sample columns of SAMPLE_COLS, in order), with its rewards. */
+static int emit_rows(v3_store *s, sqlite3_stmt *st, sqlite3_stmt *rw, reward_buf *rb,
+                     int (*cb)(void *ud, const v3_store_sample_row *row), void *ud, v3_err *err) {
+    int k, rc;
     while ((k = v3_store__step(st)) == SQLITE_ROW) {
         v3_store_sample_row r = {0};
         r.id = sqlite3_column_int64(st, 0);
@@ -253,17 +199,99 @@ int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
         r.prompt_text = v3_store__col_text(st, 18);
         r.prompt_messages = v3_store__col_text(st, 19);
         r.prompt_fields = v3_store__col_text(st, 20);
-        if ((rc = load_rewards(s, rw, r.id, &rb, err))) goto done;
-        r.n_rewards = rb.n;
-        r.rewards = rb.rows;
-        if ((rc = cb(ud, &r))) goto done;
+        if ((rc = load_rewards(s, rw, r.id, rb, err))) return rc;
+        r.n_rewards = rb->n;
+        r.rewards = rb->rows;
+        if ((rc = cb(ud, &r))) return rc;
     }
-    if (k != SQLITE_DONE) rc = v3_store__sqlerr(err, s->db, s->path, "reading samples");
+    if (k != SQLITE_DONE) return v3_store__sqlerr(err, s->db, s->path, "reading samples");
+    return V3_OK;
+}
+
+#define SAMPLE_COLS                                                                               \
+    "s.id, s.run_id, s.step, s.prompt_id, s.group_id, s.group_index, s.reward, s.advantage, "     \
+    "s.finish_reason, s.prompt_tokens, s.completion_tokens, s.policy_version, s.seed, "           \
+    "s.completion, s.token_ids, s.logprobs, s.trainer_logprobs, s.ref_logprobs, p.text, "         \
+    "p.messages, p.fields"
+
+int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
+                           int (*cb)(void *ud, const v3_store_sample_row *row), void *ud,
+                           v3_err *err) {
+    sqlite3_stmt *st = NULL, *rw = NULL, *by_id = NULL;
+    reward_buf rb = {0};
+    int64_t *ids = NULL, n_ids = 0;
+    char *sql = NULL;
+    int rc = v3_store__check_reader(s, err), in_txn = 0;
+    if (rc) return rc;
+    size_t cap = 2048 + (q->where ? strlen(q->where) : 0);
+    if (!(sql = malloc(cap))) return v3_errf(err, V3_ENOMEM, "%s: out of memory", s->path);
+    int n = snprintf(sql, cap, "SELECT " SAMPLE_COLS V3_STORE_SAMPLE_FROM);
+    if (q->run_id > 0) n += snprintf(sql + n, cap - n, " AND s.run_id = ?1");
+    /* The step index leads with run_id; naming every run lets SQLite use it for a step filter
+     * without --run (a rowid scan of 10M rows took a second where this takes milliseconds). */
+    else if (q->step >= 0) n += snprintf(sql + n, cap - n, " AND s.run_id IN (SELECT id FROM runs)");
+    if (q->step >= 0) n += snprintf(sql + n, cap - n, " AND s.step = ?2");
+    if (q->prompt_id >= 0) n += snprintf(sql + n, cap - n, " AND s.prompt_id = ?3");
+    if (!isnan(q->min_reward)) n += snprintf(sql + n, cap - n, " AND s.reward >= ?4");
+    if (!isnan(q->max_reward)) n += snprintf(sql + n, cap - n, " AND s.reward <= ?5");
+    if (q->where && q->where[0]) n += snprintf(sql + n, cap - n, " AND (%s)", q->where);
+    switch (q->order) {
+    case V3_STORE_ORDER_BEST:
+        n += snprintf(sql + n, cap - n, " AND s.reward IS NOT NULL ORDER BY s.reward DESC, s.id DESC");
+        break;
+    case V3_STORE_ORDER_WORST:
+        n += snprintf(sql + n, cap - n, " AND s.reward IS NOT NULL ORDER BY s.reward ASC, s.id ASC");
+        break;
+    case V3_STORE_ORDER_RECENT: n += snprintf(sql + n, cap - n, " ORDER BY s.id DESC"); break;
+    default: n += snprintf(sql + n, cap - n, " ORDER BY s.id"); break;
+    }
+    if (q->limit > 0) snprintf(sql + n, cap - n, " LIMIT ?6");
+    /* prepared in every case: it is what checks the user's --where */
+    const char *tail = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, &tail) != SQLITE_OK) {
+        rc = v3_store__sqlerr(err, s->db, s->path, "the sample query (check --where)");
+        if (q->where && q->where[0] && err) rc = err->code = V3_EUSAGE; /* most likely the user's SQL */
+        goto done;
+    }
+    if (tail && tail[strspn(tail, " \t\r\n;")]) {
+        rc = v3_errf(err, V3_EUSAGE, "%s: --where must be one condition, not several statements",
+                     s->path);
+        goto done;
+    }
+    if (q->run_id > 0) sqlite3_bind_int64(st, 1, q->run_id);
+    if (q->step >= 0) sqlite3_bind_int64(st, 2, q->step);
+    if (q->prompt_id >= 0) sqlite3_bind_int64(st, 3, q->prompt_id);
+    if (!isnan(q->min_reward)) sqlite3_bind_double(st, 4, q->min_reward);
+    if (!isnan(q->max_reward)) sqlite3_bind_double(st, 5, q->max_reward);
+    if (q->limit > 0) sqlite3_bind_int64(st, 6, q->limit);
+    if ((rc = v3_store__prepare(s, "SELECT name, score, weight, error, extra, script_hash, elapsed_ms "
+                         "FROM rewards WHERE sample_id = ?1 ORDER BY name", &rw, err)))
+        goto done;
+    if ((rc = begin_read(s, err))) goto done;
+    in_txn = 1;
+    /* A reward order over whole runs (a prompt's few samples are better found by its index, and
+     * past V3_STORE_TOPK_MAX rows SQLite's sort of the run is as good): store_topk.c. */
+    int by_steps = (q->order == V3_STORE_ORDER_BEST || q->order == V3_STORE_ORDER_WORST) &&
+                   q->step < 0 && q->prompt_id < 0 && q->limit > 0 && q->limit <= V3_STORE_TOPK_MAX;
+    if (!by_steps) {
+        rc = emit_rows(s, st, rw, &rb, cb, ud, err);
+        goto done;
+    }
+    if ((rc = v3_store__topk_ids(s, q, &ids, &n_ids, err)) ||
+        (rc = v3_store__prepare(s, "SELECT " SAMPLE_COLS V3_STORE_SAMPLE_FROM " AND s.id = ?1", &by_id, err)))
+        goto done;
+    for (int64_t i = 0; !rc && i < n_ids; i++) {
+        sqlite3_reset(by_id);
+        sqlite3_bind_int64(by_id, 1, ids[i]);
+        rc = emit_rows(s, by_id, rw, &rb, cb, ud, err);
+    }
 done:
     reward_buf_clear(&rb);
     free(rb.rows);
+    free(ids);
     sqlite3_finalize(st);
     sqlite3_finalize(rw);
+    sqlite3_finalize(by_id);
     if (in_txn) end_read(s);
     free(sql);
     return rc;

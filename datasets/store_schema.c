@@ -162,7 +162,19 @@ static const char migration_2[] =
     "  detail TEXT,\n"
     "  PRIMARY KEY(selection_id, trace_id)) WITHOUT ROWID;\n";
 
-const char *const v3_store_migrations[V3_STORE_SCHEMA_VERSION] = {migration_1, migration_2};
+/* v2 -> v3: one index (run_id, step, reward) replaces samples(run_id, step) and samples(reward).
+ * Rewards are random, so every insert into samples(reward) landed on a random page of it: on a
+ * store of 10M samples a transaction of 64 MiB dirtied most of that index, and 1K-token samples
+ * went in at a third of the rate into an empty store. Within a run steps only grow, so this index
+ * takes its inserts at its end; the best or worst of a whole run are found step by step through it
+ * (store_query.c). */
+static const char migration_3[] =
+    "DROP INDEX samples_reward;\n"
+    "DROP INDEX samples_run_step;\n"
+    "CREATE INDEX samples_run_step_reward ON samples(run_id, step, reward);\n";
+
+const char *const v3_store_migrations[V3_STORE_SCHEMA_VERSION] = {migration_1, migration_2,
+                                                                 migration_3};
 
 double v3_store__now(void) {
     struct timespec ts;

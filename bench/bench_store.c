@@ -155,13 +155,11 @@ static int bench_insert(int argc, char **argv) {
 done:
     if (v3_store_close(s, &err)) fprintf(stderr, "%s\n", err.msg);
     if (!db && !getenv("BENCH_KEEP")) {
-        unlink(path);
-        snprintf(wal, sizeof wal, "%s-wal", path);
-        unlink(wal);
-        snprintf(wal, sizeof wal, "%s-shm", path);
-        unlink(wal);
-        snprintf(wal, sizeof wal, "%s-lock", path);
-        unlink(wal);
+        static const char *const side[] = {"", "-wal", "-shm", "-lock"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(wal, sizeof wal, "%s%s", path, side[i]);
+            unlink(wal);
+        }
     }
     free(ids);
     free(lp);

@@ -13,9 +13,6 @@
  * size of the run, so past opts.wal_max_bytes the writer waits for one round that began after its
  * commit; its next transaction then restarts the WAL (unless a reader still holds an older
  * snapshot, as with automatic checkpoints). */
-#include <stdio.h>
-#include <string.h>
-
 #include "datasets/store_internal.h"
 
 /* The writer connection's WAL hook: runs in the writer thread inside COMMIT. Registering a hook
@@ -61,14 +58,7 @@ int v3_store__ckpt_start(v3_store *s, v3_err *err) {
     /* NORMAL: each checkpoint fsyncs the WAL before copying it and the database file after. */
     int rc = v3_store__exec(s->ck_db, s->path, "PRAGMA synchronous = NORMAL", err);
     if (rc) return rc;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) != SQLITE_OK ||
-        v3_store__step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return v3_store__sqlerr(err, s->db, s->path, "reading the page size");
-    }
-    s->page_bytes = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    if ((rc = v3_store__pragma_int(s->db, s->path, "page_size", &s->page_bytes, err))) return rc;
     sqlite3_wal_hook(s->db, wal_hook, s);
     if (pthread_create(&s->ck_thread, NULL, ckpt_main, s) != 0)
         return v3_errf(err, V3_EIO, "%s: cannot start the store checkpointer thread", s->path);

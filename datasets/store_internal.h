@@ -142,7 +142,7 @@ struct v3_store {
     sqlite3_stmt *st[V3_ST_COUNT];
     double last_heartbeat;
     int wal_frames; /* frames in the WAL after the last commit (its WAL hook) */
-    int page_bytes; /* the file's page size */
+    int64_t page_bytes; /* the file's page size */
 
     /* the checkpointer (store_ckpt.c): its own connection and thread */
     sqlite3 *ck_db;
@@ -171,6 +171,9 @@ int v3_store__migrate(sqlite3 *db, const char *path, const char *const *migratio
                       v3_err *err);
 /* Read side: the file must be a run store of exactly this schema version. */
 int v3_store__check_version(sqlite3 *db, const char *path, v3_err *err);
+/* Reads one integer pragma (user_version, application_id, page_size). */
+int v3_store__pragma_int(sqlite3 *db, const char *path, const char *pragma, int64_t *out,
+                         v3_err *err);
 /* sqlite3_exec with SQLITE_BUSY retried; message names the path. */
 int v3_store__exec(sqlite3 *db, const char *path, const char *sql, v3_err *err);
 /* sqlite3_step with SQLITE_BUSY/LOCKED retried (statement reset between tries). */

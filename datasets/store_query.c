@@ -58,8 +58,9 @@ int v3_store_list_runs(v3_store *s, int (*cb)(void *ud, const v3_store_run_summa
     if (rc) return rc;
     if ((rc = begin_read(s, err))) goto done;
     in_txn = 1;
-    if ((rc = v3_store__prepare(s, "SELECT id, resumed_from, command, status, git_rev, message, started_at, "
-                         "ended_at, heartbeat_at, n_samples FROM runs ORDER BY id", &runs, err)))
+    if ((rc = v3_store__prepare(s, "SELECT id, resumed_from, command, status, git_rev, message, "
+                                   "started_at, ended_at, heartbeat_at, n_samples FROM runs "
+                                   "ORDER BY id", &runs, err)))
         goto done;
     for (int i = 0; i < Q_COUNT; i++)
         if ((rc = v3_store__prepare(s, sql[i], &q[i], err))) goto done;
@@ -264,8 +265,9 @@ int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
     if (!isnan(q->min_reward)) sqlite3_bind_double(st, 4, q->min_reward);
     if (!isnan(q->max_reward)) sqlite3_bind_double(st, 5, q->max_reward);
     if (q->limit > 0) sqlite3_bind_int64(st, 6, q->limit);
-    if ((rc = v3_store__prepare(s, "SELECT name, score, weight, error, extra, script_hash, elapsed_ms "
-                         "FROM rewards WHERE sample_id = ?1 ORDER BY name", &rw, err)))
+    if ((rc = v3_store__prepare(s, "SELECT name, score, weight, error, extra, script_hash, "
+                                   "elapsed_ms FROM rewards WHERE sample_id = ?1 ORDER BY name",
+                                &rw, err)))
         goto done;
     if ((rc = begin_read(s, err))) goto done;
     in_txn = 1;
@@ -278,7 +280,8 @@ int v3_store_query_samples(v3_store *s, const v3_store_sample_query *q,
         goto done;
     }
     if ((rc = v3_store__topk_ids(s, q, &ids, &n_ids, err)) ||
-        (rc = v3_store__prepare(s, "SELECT " SAMPLE_COLS V3_STORE_SAMPLE_FROM " AND s.id = ?1", &by_id, err)))
+        (rc = v3_store__prepare(s, "SELECT " SAMPLE_COLS V3_STORE_SAMPLE_FROM " AND s.id = ?1",
+                                &by_id, err)))
         goto done;
     for (int64_t i = 0; !rc && i < n_ids; i++) {
         sqlite3_reset(by_id);

@@ -307,8 +307,8 @@ int v3_store__check_header(sqlite3 *db, const char *path, v3_err *err) {
     return V3_OK;
 }
 
-/* Reads one integer pragma (user_version, application_id). */
-static int pragma_int(sqlite3 *db, const char *path, const char *pragma, int64_t *out, v3_err *err) {
+int v3_store__pragma_int(sqlite3 *db, const char *path, const char *pragma, int64_t *out,
+                         v3_err *err) {
     sqlite3_stmt *st = NULL;
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA %s", pragma);
@@ -346,9 +346,9 @@ done:
 /* Common refusals for readers and writers. *version gets user_version. */
 static int identify(sqlite3 *db, const char *path, int max_version, int64_t *version, v3_err *err) {
     int64_t app = 0, n_tables = 0;
-    int rc = pragma_int(db, path, "user_version", version, err);
+    int rc = v3_store__pragma_int(db, path, "user_version", version, err);
     if (rc) return rc;
-    if ((rc = pragma_int(db, path, "application_id", &app, err))) return rc;
+    if ((rc = v3_store__pragma_int(db, path, "application_id", &app, err))) return rc;
     if ((rc = count_tables(db, path, &n_tables, err))) return rc;
     if (app == 0 && *version == 0 && n_tables == 0) return V3_OK; /* a new, empty database */
     if (app != V3_STORE_APPLICATION_ID)

@@ -127,7 +127,8 @@ static int topk_ids(v3_store *s, const v3_store_sample_query *q, cand_heap *h, i
     if (!rc) {
         sqlite3_bind_int64(top, 6, q->limit);
         rc = v3_store__prepare(s, "SELECT step FROM samples WHERE run_id = ?1 AND step > ?2 "
-                                  "ORDER BY step LIMIT 1", &step_st, err);
+                                  "ORDER BY step LIMIT 1",
+                               &step_st, err);
     }
     if (!rc && q->run_id > 0) {
         rc = topk_run(s, q->run_id, q, step_st, top, h, err);
@@ -147,21 +148,20 @@ static int topk_ids(v3_store *s, const v3_store_sample_query *q, cand_heap *h, i
 int v3_store__topk_ids(v3_store *s, const v3_store_sample_query *q, int64_t **ids, int64_t *n,
                        v3_err *err) {
     cand_heap h = {.k = q->limit, .best = q->order == V3_STORE_ORDER_BEST};
-    *ids = NULL;
+    int64_t *out = malloc((size_t)h.k * sizeof *out);
+    int rc = V3_OK;
     *n = 0;
-    if (!(h.v = malloc((size_t)h.k * sizeof *h.v)))
-        return v3_errf(err, V3_ENOMEM, "%s: out of memory for %lld candidates", s->path,
-                       (long long)h.k);
-    int rc = topk_ids(s, q, &h, n, err);
-    int64_t *out = rc ? NULL : malloc((size_t)(*n ? *n : 1) * sizeof *out);
-    if (!rc && !out) rc = v3_errf(err, V3_ENOMEM, "%s: out of memory", s->path);
+    if (!out || !(h.v = malloc((size_t)h.k * sizeof *h.v)))
+        rc = v3_errf(err, V3_ENOMEM, "%s: out of memory for %lld candidates", s->path,
+                     (long long)h.k);
+    if (!rc) rc = topk_ids(s, q, &h, n, err);
     for (int64_t i = 0; !rc && i < *n; i++) out[i] = h.v[i].id;
     free(h.v);
     if (rc) {
         free(out);
+        out = NULL;
         *n = 0;
-        return rc;
     }
     *ids = out;
-    return V3_OK;
+    return rc;
 }

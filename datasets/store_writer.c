@@ -106,7 +106,8 @@ static void describe_rec(const v3_rec *r, char *buf, size_t n) {
         snprintf(buf, n, "inserting an eval of step %lld", (long long)r->u.eval.step);
         break;
     case V3_REC_EXPERT_LOAD:
-        snprintf(buf, n, "inserting expert load of step %lld layer %d", (long long)r->u.load.step, r->u.load.layer);
+        snprintf(buf, n, "inserting expert load of step %lld layer %d", (long long)r->u.load.step,
+                 r->u.load.layer);
         break;
     case V3_REC_PROMPT:
         snprintf(buf, n, "inserting prompt %lld", (long long)r->u.prompt.id);
@@ -133,7 +134,8 @@ static void describe_rec(const v3_rec *r, char *buf, size_t n) {
         snprintf(buf, n, "inserting selection %lld", (long long)r->u.selection.id);
         break;
     case V3_REC_SELECTED:
-        snprintf(buf, n, "selecting trace %lld in selection %lld", (long long)r->u.selected.trace_id, (long long)r->u.selected.selection_id);
+        snprintf(buf, n, "selecting trace %lld in selection %lld", (long long)r->u.selected.trace_id,
+                 (long long)r->u.selected.selection_id);
         break;
     case V3_REC_CHECKPOINT:
         snprintf(buf, n, "registering checkpoint of step %lld", (long long)r->u.ckpt.step);

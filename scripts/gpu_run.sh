@@ -8,7 +8,7 @@
 #   sft      bench_model --device cuda --adamw against bench/sft_hf_gpu.py (bf16, then fp32),
 #            then bench_model --profile (our step's time per op; V3_GPU_PROFILE=0 skips it)
 #   store    bench_store insert (no GPU: the run store's insert rate on this machine's disk and
-#            cores, which CI's 2-core VM cannot show; about 30 s)
+#            cores, which CI's 2-core VM cannot show; under a minute)
 #   all      all of the above
 #
 #   bash scripts/gpu_run.sh [build] [test] [kernels] [sft] [store] | all  (default: all)
